@@ -1,0 +1,25 @@
+#!/bin/sh
+# Runs inside the fresh debootstrap rootfs (chroot). $1: Debian mirror, $2: suite.
+set -eu
+mirror="$1"; suite="$2"
+security="$(echo "$mirror" | sed 's#/debian/*$#/debian-security#')"
+cat > /etc/apt/sources.list <<SRC
+deb $mirror $suite main contrib non-free non-free-firmware
+deb $mirror $suite-updates main contrib non-free non-free-firmware
+deb $security $suite-security main contrib non-free non-free-firmware
+SRC
+echo mlops-node > /etc/hostname
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
+# QEMU user-mode DNS; containers get podman's resolv.conf bind-mounted over it.
+echo 'nameserver 10.0.2.3' > /etc/resolv.conf
+: > /etc/fstab
+chmod 0755 /usr/local/sbin/mlops-seed
+systemctl enable mlops-seed.service systemd-networkd.service
+systemctl mask systemd-networkd-wait-online.service systemd-remount-fs.service \
+    getty@tty1.service console-getty.service
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+mkdir -p /var/lib/apt/lists/partial
+# An empty list dir dated 1970: apt's cache_valid_time must not believe the cache is fresh.
+touch -d @0 /var/lib/apt/lists
+: > /etc/machine-id

@@ -1,0 +1,168 @@
+"""The sandbox's Debian 12 image: one debootstrap rootfs, cached, rebuilt when its recipe changes.
+
+The same rootfs becomes a podman image (systemd containers) and a qcow2 base disk plus
+kernel/initrd (QEMU VMs), so both sandbox kinds run exactly the same userland.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlops_provision.paths import cache_dir
+
+FILES = Path(__file__).resolve().parent / "files"
+SUITE = "bookworm"
+PACKAGES = [
+    "systemd", "systemd-sysv", "dbus", "udev", "kmod", "e2fsprogs",
+    "python3", "python3-apt", "sudo", "ca-certificates", "iproute2",
+    "openssh-server", "procps", "linux-image-amd64",
+]
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+ROOT_DISK_SIZE = "6G"
+
+
+def host_debian_mirror() -> str:
+    """The Debian mirror this machine's apt already uses (first ``URIs:``/``deb`` entry)."""
+    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in candidates:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            m = re.match(r"\s*(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s+)?)(\S+/debian)/?\s*", line)
+            if m:
+                return m.group(1)
+    return DEFAULT_MIRROR
+
+
+@dataclass
+class Recipe:
+    mirror: str = field(default_factory=host_debian_mirror)
+    suite: str = SUITE
+    packages: list[str] = field(default_factory=lambda: list(PACKAGES))
+    disk_size: str = ROOT_DISK_SIZE
+
+    def digest(self) -> str:
+        h = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        for f in sorted(FILES.iterdir()):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+        h.update(Path(__file__).read_bytes())
+        return h.hexdigest()[:12]
+
+
+@dataclass
+class Image:
+    recipe: Recipe
+    root: Path
+
+    @property
+    def tag(self) -> str:
+        return f"localhost/mlops-provision/node:{self.recipe.digest()}"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.root / "rootfs"
+
+    @property
+    def base_disk(self) -> Path:
+        return self.root / "base.qcow2"
+
+    @property
+    def kernel(self) -> Path:
+        return self.root / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.root / "initrd.img"
+
+
+Log = Callable[[str], None]
+
+
+def image_for(recipe: Recipe | None = None) -> Image:
+    recipe = recipe or Recipe()
+    return Image(recipe, cache_dir() / "images" / f"debian12-{recipe.digest()}")
+
+
+def _run(cmd: list[str], log: Log, **kw) -> None:
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_rootfs(image: Image, log: Log = print) -> Path:
+    done = image.root / "rootfs.done"
+    if done.exists():
+        return image.rootfs
+    r = image.recipe
+    tmp = image.root / "rootfs.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    t0 = time.monotonic()
+    log(f"building the sandbox image (debootstrap {r.suite} from {r.mirror}); this takes a few minutes")
+    _run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(r.packages)}",
+         r.suite, str(tmp), r.mirror],
+        log, stdout=subprocess.DEVNULL,
+    )
+    shutil.copy(FILES / "mlops-seed", tmp / "usr/local/sbin/mlops-seed")
+    shutil.copy(FILES / "mlops-seed.service", tmp / "etc/systemd/system/mlops-seed.service")
+    shutil.copy(FILES / "10-eth0.network", tmp / "etc/systemd/network/10-eth0.network")
+    shutil.copy(FILES / "post-debootstrap.sh", tmp / "tmp/post-debootstrap.sh")
+    _run(["chroot", str(tmp), "sh", "/tmp/post-debootstrap.sh", r.mirror, r.suite], log)
+    (tmp / "tmp/post-debootstrap.sh").unlink()
+    shutil.rmtree(image.rootfs, ignore_errors=True)
+    tmp.rename(image.rootfs)
+    (image.root / "recipe.json").write_text(json.dumps(asdict(r), indent=2))
+    done.write_text(f"{time.monotonic() - t0:.0f}\n")
+    log(f"rootfs built in {time.monotonic() - t0:.0f} s")
+    return image.rootfs
+
+
+def ensure_container_image(image: Image, log: Log = print) -> str:
+    probe = subprocess.run(["podman", "image", "exists", image.tag])
+    if probe.returncode == 0:
+        return image.tag
+    rootfs = ensure_rootfs(image, log)
+    log(f"importing {image.tag} into podman")
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(
+        ["podman", "import",
+         "--change", 'CMD ["/sbin/init"]',
+         "--change", "STOPSIGNAL SIGRTMIN+3",
+         "--change", "ENV container=podman",
+         "-", image.tag],
+        stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL,
+    )
+    if tar.wait() != 0:
+        raise RuntimeError("tar of the sandbox rootfs failed")
+    return image.tag
+
+
+def ensure_vm_image(image: Image, log: Log = print) -> Image:
+    if image.base_disk.exists() and image.kernel.exists() and image.initrd.exists():
+        return image
+    rootfs = ensure_rootfs(image, log)
+    kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
+    initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise RuntimeError(f"no kernel/initrd in {rootfs / 'boot'}")
+    shutil.copy(kernels[-1], image.kernel)
+    shutil.copy(initrds[-1], image.initrd)
+    raw = image.root / "base.raw"
+    _run(["mkfs.ext4", "-q", "-F", "-L", "mlops-root", "-d", str(rootfs), str(raw),
+          image.recipe.disk_size], log)
+    tmp = image.root / "base.qcow2.tmp"
+    _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(tmp)], log)
+    raw.unlink()
+    tmp.rename(image.base_disk)
+    return image

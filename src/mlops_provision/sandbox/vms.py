@@ -83,7 +83,7 @@ def start(sandbox: Sandbox, state: State, image: Image) -> None:
                                     "network/20-private.network": _network_file(node)})
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "MLOPSSEED", "-d", str(seed), str(seed_img),
                         "8M"], check=True)
-        append = (f"root=/dev/vda rw console=ttyS0 net.ifnames=0 mlops.seed=disk "
+        append = (f"root=LABEL=mlops-root rw console=ttyS0 net.ifnames=0 mlops.seed=disk "
                   f"systemd.hostname={node.name}")
         cmd = [
             "qemu-system-x86_64", "-name", node.name,

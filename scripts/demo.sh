@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job on the local sandbox: 3 container nodes, converge them, prove the result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+mp=.venv/bin/mlops-provision
+inv=.mlops-provision/sandbox/inventory.yml
+$mp sandbox up --nodes "${NODES:-3}" --kind "${KIND:-container}"
+$mp up -i "$inv"
+$mp verify -i "$inv"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit tests, integration tests on real sandbox hosts
+# (containers and a QEMU VM), and the Molecule scenario. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== lint"
+ruff check src tests benchmarks
+yamllint -s .
+ansible-lint --profile production --offline -q
+
+echo "== pytest (unit + integration)"
+pytest tests
+
+echo "== molecule"
+molecule test --all

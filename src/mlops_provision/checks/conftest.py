@@ -1,0 +1,78 @@
+"""Fixtures shared by the checks: the node's effective role variables and the site's nodes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from mlops_provision import paths
+from mlops_provision.inventory import Inventory, load
+
+
+@lru_cache(maxsize=1)
+def _inventory() -> Inventory | None:
+    path = os.environ.get("MLOPS_INVENTORY")
+    if not path:
+        return None
+    strict = os.environ.get("MLOPS_INVENTORY_STRICT", "1") != "0"
+    return load(Path(path), vault_password_file=os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE"),
+                strict=strict)
+
+
+def _read_vars(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _render(value, context: dict):
+    if isinstance(value, str) and "{{" in value:
+        return jinja2.Environment().from_string(value).render(**context)
+    if isinstance(value, list):
+        return [_render(v, context) for v in value]
+    return value
+
+
+@dataclass
+class Node:
+    name: str
+    vars: dict
+    groups: list[str] = field(default_factory=list)
+    nodes: dict[str, str] = field(default_factory=dict)  # inventory name -> cluster address
+    in_container: bool = False
+
+    def __getitem__(self, key: str):
+        return self.vars[key]
+
+
+def node_for(host) -> Node:
+    name = getattr(host.backend, "hostname", None) or host.backend.get_hostname()
+    os_family = host.system_info.distribution.capitalize()
+    merged: dict = {}
+    for role in sorted(paths.roles_dir().iterdir()):
+        merged.update(_read_vars(role / "defaults" / "main.yml"))
+        merged.update(_read_vars(role / "vars" / f"{os_family}.yml"))
+    inv = _inventory()
+    groups: list[str] = []
+    nodes: dict[str, str] = {}
+    if inv is not None and name in inv.hosts:
+        merged.update(inv.hostvars(name))
+        groups = inv.host_groups(name)
+        for other in inv.hosts:
+            hv = inv.hostvars(other)
+            nodes[other] = str(hv.get("mlops_node_address") or hv.get("ansible_host") or other)
+    context = {**merged, "inventory_hostname": name}
+    merged = {k: _render(v, context) for k, v in merged.items()}
+    in_container = host.run("systemd-detect-virt --container").rc == 0
+    return Node(name=name, vars=merged, groups=groups, nodes=nodes, in_container=in_container)
+
+
+@pytest.fixture(scope="module")
+def node(host) -> Node:
+    return node_for(host)

@@ -1,0 +1,114 @@
+"""Checks for the `base` role."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+
+def _ca_dest(node, src: str) -> str:
+    stem = re.sub(r"\.(pem|crt|cer)$", "", Path(src).name)
+    return f"{node['base_os_ca_dir']}/{stem}.crt"
+
+
+def test_packages(host, node):
+    """base packages installed"""
+    wanted = node["base_packages"] + node["base_extra_packages"]
+    missing = [p for p in wanted if not host.package(p).is_installed]
+    assert not missing, f"packages not installed: {', '.join(missing)}"
+
+
+def test_chrony_running(host, node):
+    """chrony running and enabled"""
+    svc = host.service(node["base_os_chrony_service"])
+    assert svc.is_running, f"{node['base_os_chrony_service']} is not running"
+    assert svc.is_enabled, f"{node['base_os_chrony_service']} is not enabled at boot"
+
+
+def test_chrony_sources(host, node):
+    """chrony uses the configured time sources"""
+    conf = host.file(node["base_os_chrony_config"]).content_string
+    for server in node["base_ntp_servers"]:
+        assert f"server {server} iburst" in conf, f"NTP server {server} missing from chrony.conf"
+    for pool in node["base_ntp_pools"]:
+        assert f"pool {pool} iburst" in conf, f"NTP pool {pool} missing from chrony.conf"
+
+
+def test_extra_ca_certificates(host, node):
+    """site CA certificates installed and trusted"""
+    certs = node["base_extra_ca_certificates"]
+    if not certs:
+        pytest.skip("base_extra_ca_certificates is empty")
+    bundle = host.file(node["base_os_ca_bundle"]).content_string
+    for src in certs:
+        dest = host.file(_ca_dest(node, src))
+        assert dest.exists, f"CA certificate {dest.path} is missing"
+        local = Path(src).read_bytes()
+        assert dest.sha256sum == hashlib.sha256(local).hexdigest(), (
+            f"CA certificate {dest.path} differs from {src}")
+        body = "".join(local.decode().split("-----")[2].split())
+        assert body in "".join(bundle.split()), f"{Path(src).name} is not in {node['base_os_ca_bundle']}"
+
+
+def test_pip_config(host, node):
+    """pip trusts the system CA bundle and uses the configured index"""
+    conf = host.file("/etc/pip.conf")
+    assert conf.exists, "/etc/pip.conf is missing"
+    text = conf.content_string
+    assert f"cert = {node['base_os_ca_bundle']}" in text, "pip does not use the system CA bundle"
+    if node["base_pip_index_url"]:
+        assert f"index-url = {node['base_pip_index_url']}" in text, "pip index-url not configured"
+    if node["base_pip_proxy"]:
+        assert f"proxy = {node['base_pip_proxy']}" in text, "pip proxy not configured"
+
+
+def test_apt_proxy(host, node):
+    """apt proxy configured as declared"""
+    conf = host.file("/etc/apt/apt.conf.d/80mlops-provision-proxy")
+    if node["base_apt_proxy"]:
+        assert conf.exists and node["base_apt_proxy"] in conf.content_string, "apt proxy not configured"
+    else:
+        assert not conf.exists, f"{conf.path} exists but base_apt_proxy is empty"
+
+
+def test_apt_mirror(host, node):
+    """apt uses the site mirror"""
+    if not node["base_apt_mirror"]:
+        pytest.skip("base_apt_mirror is empty: the node keeps its own apt sources")
+    sources = host.file("/etc/apt/sources.list").content_string
+    assert f"deb {node['base_apt_mirror']} " in sources, "apt sources do not use base_apt_mirror"
+
+
+def test_hostname(host, node):
+    """hostname is the inventory name"""
+    if not node["base_manage_hostname"]:
+        pytest.skip("base_manage_hostname is false")
+    assert host.check_output("hostname") == node.name
+
+
+def test_etc_hosts(host, node):
+    """every inventory node is in /etc/hosts"""
+    if not node["base_manage_etc_hosts"]:
+        pytest.skip("base_manage_etc_hosts is false")
+    if not node.nodes:
+        pytest.skip("no inventory given (MLOPS_INVENTORY): the node list is unknown")
+    lines = {tuple(line.split()[:2]) for line in host.file("/etc/hosts").content_string.splitlines()
+             if line.strip() and not line.startswith("#")}
+    missing = [f"{addr} {name}" for name, addr in sorted(node.nodes.items()) if (addr, name) not in lines]
+    assert not missing, f"/etc/hosts lacks: {'; '.join(missing)}"
+
+
+def test_admin_group(host, node):
+    """admin group exists with its sudo rule"""
+    group = node["base_admin_group"]
+    assert host.group(group).exists, f"group {group} does not exist"
+    rule = host.file(f"{node['base_os_sudoers_dir']}/mlops-provision")
+    if node["base_admin_group_sudo"]:
+        assert rule.exists, f"{rule.path} is missing"
+        assert rule.mode == 0o440, f"{rule.path} has mode {rule.mode:o}, expected 440"
+        assert f"%{group} ALL=(ALL:ALL) ALL" in rule.content_string
+    else:
+        assert not rule.exists, f"{rule.path} exists but base_admin_group_sudo is false"

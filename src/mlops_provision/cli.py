@@ -1,0 +1,210 @@
+"""The `mlops-provision` command line. Exit codes: see docs/cli.md (0 ok, 1 failed, 2 bad input,
+3 unreachable)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mlops_provision import __version__
+from mlops_provision.inventory import InventoryInvalid, load
+from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED, hosts_matching
+
+err = Console(stderr=True)
+
+inventory_option = click.option(
+    "-i", "--inventory", "inventory_path", required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="YAML inventory file (or a directory holding hosts.yml).")
+vault_option = click.option(
+    "--vault-password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="ANSIBLE_VAULT_PASSWORD_FILE",
+    help="File holding the ansible-vault password (or ANSIBLE_VAULT_PASSWORD_FILE).")
+output_option = click.option("--output", type=click.Choice(["human", "json"]), default="human",
+                             show_default=True, help="Result format on stdout.")
+limit_option = click.option("--limit", "-l", default=None,
+                            help="Hosts or groups to act on (Ansible --limit syntax).")
+
+
+def _load_or_exit(path: Path, vault_password_file: Path | None, limit: str | None = None):
+    try:
+        inventory = load(path, vault_password_file=vault_password_file)
+    except InventoryInvalid as exc:
+        err.print(f"[bold red]inventory {path} is invalid: {len(exc.problems)} problem(s)[/]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", highlight=False, markup=False)
+        sys.exit(EXIT_BAD_INPUT)
+    if limit and not hosts_matching(inventory, limit):
+        err.print(f"[bold red]--limit {limit!r} matches no host of {path}[/] "
+                  f"(hosts: {', '.join(inventory.hosts)}; groups: {', '.join(sorted(inventory.groups))})")
+        sys.exit(EXIT_BAD_INPUT)
+    return inventory
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__)
+def main() -> None:
+    """Provision, harden and prove an on-prem MLOps platform."""
+
+
+@main.command()
+@inventory_option
+@vault_option
+def validate(inventory_path: Path, vault_password_file: Path | None) -> None:
+    """Check an inventory's structure and variables; contacts no host. Exit 2 if invalid."""
+    inventory = _load_or_exit(inventory_path, vault_password_file)
+    click.echo(f"{inventory.path}: valid ({len(inventory.hosts)} host(s): {', '.join(inventory.hosts)})")
+
+
+@main.command()
+@inventory_option
+@vault_option
+@limit_option
+@click.option("--tags", "-t", default=None, help="Layers to run, e.g. base (comma-separated).")
+@click.option("--check", is_flag=True, help="Dry run: report what would change, change nothing.")
+@output_option
+def up(inventory_path: Path, vault_password_file: Path | None, limit: str | None, tags: str | None,
+       check: bool, output: str) -> None:
+    """Converge the inventory's hosts to the platform (playbooks/site.yml)."""
+    from mlops_provision import reports
+    from mlops_provision.progress import Progress
+    from mlops_provision.runner import run_playbook
+
+    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
+    with Progress(enabled=True) as progress:
+        summary = run_playbook(inventory, verb="check" if check else "up", limit=limit, tags=tags,
+                               check=check, vault_password_file=vault_password_file,
+                               on_change=progress.update)
+    if output == "json":
+        click.echo(reports.run_json(summary))
+    else:
+        reports.print_run(summary)
+    sys.exit(summary.exit_code)
+
+
+@main.command()
+@inventory_option
+@vault_option
+@limit_option
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results as JUnit XML to this file.")
+@click.option("-k", "select", default=None, help="Only checks matching this pytest -k expression.")
+@output_option
+def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+           junit: Path | None, select: str | None, output: str) -> None:
+    """Prove the hosts' state with the Testinfra checks. Exit 0 all pass, 1 otherwise."""
+    from mlops_provision import reports
+    from mlops_provision.verify import run_checks
+
+    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
+    err.print(f"verifying {len(hosts_matching(inventory, limit))} host(s)…")
+    report = run_checks(inventory, limit=limit, vault_password_file=vault_password_file,
+                        select=select)
+    if not report.results:
+        err.print("[bold red]no check ran[/]; pytest said:\n" + report.output_tail, markup=True)
+    if junit:
+        reports.verify_junit(report, junit)
+    if output == "json":
+        click.echo(reports.verify_json(report))
+    else:
+        reports.print_verify(report)
+        click.echo(report.counts_line())
+    sys.exit(report.exit_code)
+
+
+@main.group()
+def sandbox() -> None:
+    """A local sandbox of real test hosts (systemd containers or QEMU VMs) behind SSH."""
+
+
+site_option = click.option("--site", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+                           show_default=True, help="Site directory; the sandbox lives in "
+                           "SITE/.mlops-provision/sandbox.")
+
+
+@sandbox.command("up")
+@site_option
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 9))
+@click.option("--kind", type=click.Choice(["container", "vm"]), default="container", show_default=True)
+def sandbox_up(site: Path, nodes: int, kind: str) -> None:
+    """Start N sandbox nodes and write their inventory."""
+    from mlops_provision.sandbox import Sandbox, SandboxError
+
+    box = Sandbox(site, log=lambda m: err.print(m, highlight=False, markup=False))
+    try:
+        box.up(nodes=nodes, kind=kind)
+    except SandboxError as exc:
+        err.print(f"[bold red]sandbox: {exc}[/]")
+        sys.exit(EXIT_BAD_INPUT)
+    _print_status(box)
+    click.echo(f"inventory: {box.inventory}")
+
+
+def _print_status(box) -> None:
+    rows = box.status()
+    table = Table(title=f"sandbox {box.dir}", title_justify="left")
+    for col in ("node", "kind", "state", "ssh", "address", "groups"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(row[c] for c in ("node", "kind", "state", "ssh", "address", "groups")))
+    Console().print(table)
+
+
+@sandbox.command("image")
+@click.option("--kind", type=click.Choice(["container", "vm"]), default="container", show_default=True)
+def sandbox_image(kind: str) -> None:
+    """Build the sandbox image if needed and print it (podman tag, or the VM base disk)."""
+    from mlops_provision.sandbox import SandboxError, missing_host_packages
+    from mlops_provision.sandbox.image import ensure_container_image, ensure_vm_image, image_for
+
+    missing = missing_host_packages(kind)
+    if missing:
+        err.print(f"[bold red]sandbox: install these Debian packages first: {' '.join(missing)}[/]")
+        sys.exit(EXIT_BAD_INPUT)
+    image = image_for()
+    log = lambda m: err.print(m, highlight=False, markup=False)  # noqa: E731
+    try:
+        if kind == "container":
+            click.echo(ensure_container_image(image, log))
+        else:
+            click.echo(ensure_vm_image(image, log).base_disk)
+    except (SandboxError, OSError) as exc:
+        err.print(f"[bold red]sandbox image: {exc}[/]")
+        sys.exit(EXIT_FAILED)
+
+
+@sandbox.command("status")
+@site_option
+@click.option("--output", type=click.Choice(["human", "json"]), default="human")
+def sandbox_status(site: Path, output: str) -> None:
+    """Show the sandbox's nodes. Exit 1 if there is none or one is not running."""
+    from mlops_provision.sandbox import Sandbox
+
+    box = Sandbox(site)
+    rows = box.status()
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        _print_status(box)
+    else:
+        click.echo("no sandbox is up")
+    sys.exit(0 if rows and all(r["state"] == "running" for r in rows) else EXIT_FAILED)
+
+
+@sandbox.command("down")
+@site_option
+def sandbox_down(site: Path) -> None:
+    """Stop and remove the sandbox's nodes (the cached image stays)."""
+    from mlops_provision.sandbox import Sandbox
+
+    box = Sandbox(site)
+    click.echo("sandbox removed" if box.down() else "no sandbox was up")
+
+
+if __name__ == "__main__":
+    main()

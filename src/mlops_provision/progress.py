@@ -1,0 +1,67 @@
+"""Live progress of a run on stderr: a rich panel on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from mlops_provision.runner import RunTracker
+
+STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unreachable": "bold magenta",
+                "running": "cyan", "pending": "dim", "not run": "dim"}
+
+
+def host_table(tracker: RunTracker) -> Table:
+    table = Table(title=f"{tracker.play} | {tracker.task}  [{tracker.elapsed():.0f}s]",
+                  title_justify="left", expand=False)
+    for col in ("host", "state", "ok", "changed", "failed", "unreachable", "skipped"):
+        table.add_column(col, justify="left" if col in ("host", "state") else "right")
+    for h in sorted(tracker.hosts.values(), key=lambda h: h.host):
+        state = h.status if h.status in ("failed", "unreachable") else (
+            "changed" if h.changed and h.status != "pending" else h.status)
+        table.add_row(h.host, f"[{STATUS_STYLE.get(state, '')}]{state}[/]", str(h.ok), str(h.changed),
+                      str(h.failed), str(h.unreachable), str(h.skipped))
+    return table
+
+
+class Progress:
+    """Use as a context manager; pass ``progress.update`` as the runner's on_change."""
+
+    def __init__(self, enabled: bool = True):
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+        self.live: Live | None = None
+        self._last_task = ""
+        self._logged = 0
+        self._last_refresh = 0.0
+
+    def __enter__(self) -> Progress:
+        if self.enabled and self.console.is_terminal:
+            self.live = Live(console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def update(self, tracker: RunTracker) -> None:
+        if not self.enabled:
+            return
+        if self.live:
+            now = time.monotonic()
+            if now - self._last_refresh > 0.2:
+                self.live.update(host_table(tracker))
+                self._last_refresh = now
+        elif tracker.task != self._last_task:
+            self._last_task = tracker.task
+            counts = " ".join(f"{h.host}:{h.status}" for h in sorted(tracker.hosts.values(),
+                                                                      key=lambda h: h.host))
+            print(f"[{tracker.elapsed():6.1f}s] {tracker.task}  ({counts})", file=sys.stderr, flush=True)
+        for line in tracker.log[self._logged:]:
+            self.console.print(f"  [red]{line}[/]", highlight=False)
+        self._logged = len(tracker.log)

@@ -1,0 +1,98 @@
+"""`verify`: run the package's Testinfra checks against inventory hosts over Ansible's SSH details.
+
+The checks run in a pytest subprocess (isolated from the caller's pytest/testinfra state);
+the ``mlops_provision.verify_plugin`` plugin writes one JSON record per check and host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlops_provision import paths
+from mlops_provision.inventory import Inventory
+from mlops_provision.runner import ansible_env, hosts_matching
+from mlops_provision.secrets import Scrubber
+
+
+@dataclass
+class CheckResult:
+    host: str
+    module: str
+    check: str
+    outcome: str  # passed | failed | skipped | error
+    message: str = ""
+    detail: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass
+class VerifyReport:
+    inventory: str
+    results: list[CheckResult] = field(default_factory=list)
+    duration_s: float = 0.0
+    pytest_rc: int | None = None
+    output_tail: str = ""
+
+    def counts(self) -> dict[str, int]:
+        out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
+        for r in self.results:
+            out[r.outcome] = out.get(r.outcome, 0) + 1
+        return out
+
+    def counts_line(self) -> str:
+        c = self.counts()
+        return (f"{c['passed']} passed, {c['failed']} failed, {c['error']} errors, "
+                f"{c['skipped']} skipped on {len({r.host for r in self.results})} host(s)")
+
+    @property
+    def exit_code(self) -> int:
+        c = self.counts()
+        if c["failed"] or c["error"] or not self.results:
+            return 1
+        return 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["counts"] = self.counts()
+        d["exit_code"] = self.exit_code
+        return d
+
+
+def run_checks(inventory: Inventory, *, limit: str | None = None,
+               vault_password_file: Path | None = None, select: str | None = None) -> VerifyReport:
+    hosts = hosts_matching(inventory, limit)
+    report = VerifyReport(inventory=str(inventory.path))
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mlops-verify-") as tmp:
+        results_file = Path(tmp) / "results.jsonl"
+        checks = paths.checks_dir()
+        cmd = [
+            sys.executable, "-m", "pytest", str(checks), "-c", os.devnull, "--rootdir", str(checks),
+            "-p", "no:cacheprovider", "-p", "mlops_provision.verify_plugin",
+            f"--mlops-results={results_file}", "-q", "--no-header", "--tb=short",
+            "--hosts=" + ",".join(f"ansible://{h}" for h in hosts),
+            f"--ansible-inventory={inventory.path.resolve()}",
+        ]
+        if select:
+            cmd += ["-k", select]
+        env = {**os.environ, **ansible_env(vault_password_file),
+               "MLOPS_INVENTORY": str(inventory.path.resolve()), "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
+        report.pytest_rc = proc.returncode
+        scrub = Scrubber(inventory.secrets())
+        report.output_tail = scrub.text((proc.stdout + proc.stderr)[-4000:])
+        if results_file.exists():
+            for line in results_file.read_text().splitlines():
+                rec = scrub.data(json.loads(line))
+                report.results.append(CheckResult(**rec))
+    report.results.sort(key=lambda r: (r.host, r.module, r.check))
+    report.duration_s = round(time.monotonic() - t0, 1)
+    return report
+

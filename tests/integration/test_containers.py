@@ -1,0 +1,160 @@
+"""End to end on 3 sandbox systemd containers: up, verify, idempotence, check mode, drift,
+an unreachable host, and secrets kept out of every record."""
+
+from __future__ import annotations
+
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from mlops_provision.sandbox.containers import container_name
+from mlops_provision.sandbox.core import Sandbox, free_port
+from tests.conftest import mp
+from tests.integration.conftest import bring_up, by_host, tear_down, variant
+
+pytestmark = pytest.mark.integration
+NODES = ["node1", "node2", "node3"]
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory):
+    site = tmp_path_factory.mktemp("site")
+    inv = bring_up(site, 3, "container")
+    yield inv
+    tear_down(site)
+
+
+@pytest.fixture(scope="module")
+def first_up(inventory):
+    res = mp("up", "-i", inventory, "--output", "json")
+    assert res.rc == 0, res.stdout + res.stderr
+    return res.json()
+
+
+def test_first_up_converges_every_host(first_up):
+    hosts = by_host(first_up)
+    assert sorted(hosts) == NODES
+    for name, h in hosts.items():
+        assert h["failed"] == 0 and h["unreachable"] == 0, name
+        assert h["changed"] > 0, f"{name}: a fresh node must need changes"
+    run_dir = Path(first_up["run_dir"])
+    assert (run_dir / "summary.json").is_file()
+    assert any((run_dir / "artifacts").rglob("job_events/*.json"))
+
+
+def test_verify_passes_with_junit(inventory, first_up, tmp_path):
+    junit = tmp_path / "verify.xml"
+    res = mp("verify", "-i", inventory, "--output", "json", "--junit", junit)
+    report = res.json()
+    assert res.rc == 0, res.stdout
+    assert report["counts"]["failed"] == 0 and report["counts"]["error"] == 0
+    assert {r["host"] for r in report["results"]} == set(NODES)
+    assert report["counts"]["passed"] >= 8 * len(NODES)
+    suites = ET.parse(junit).getroot().findall("testsuite")
+    assert sorted(s.get("name") for s in suites) == NODES
+    assert all(s.get("failures") == "0" for s in suites)
+
+
+def test_second_up_changes_nothing(inventory, first_up):
+    res = mp("up", "-i", inventory, "--output", "json")
+    assert res.rc == 0, res.stdout + res.stderr
+    changed = {h["host"]: h["changed"] for h in res.json()["hosts"]}
+    assert changed == dict.fromkeys(NODES, 0)
+
+
+def test_check_mode_on_converged_hosts_reports_no_change(inventory, first_up):
+    res = mp("up", "-i", inventory, "--check", "--output", "json")
+    assert res.rc == 0, res.stdout + res.stderr
+    summary = res.json()
+    assert summary["check"] is True
+    assert {h["host"]: h["changed"] for h in summary["hosts"]} == dict.fromkeys(NODES, 0)
+
+
+def test_human_output_has_per_host_table(inventory, first_up):
+    res = mp("up", "-i", inventory, "--limit", "node1")
+    assert res.rc == 0, res.stderr
+    assert "node1" in res.stdout and "node2" not in res.stdout
+    assert "run record:" in res.stdout
+
+
+def _ssh(inventory: Path, node: str, command: str) -> None:
+    box = Sandbox(inventory.parent.parent.parent)
+    target = next(n for n in box.state().nodes if n.name == node)
+    subprocess.run([*box.ssh_command(target), command], check=True)
+
+
+def test_broken_nodes_fail_verify_then_up_repairs(inventory, first_up):
+    _ssh(inventory, "node2", "systemctl stop chrony")
+    _ssh(inventory, "node3", "rm -f /usr/local/share/ca-certificates/mlops-provision/*.crt")
+    res = mp("verify", "-i", inventory, "--output", "json")
+    assert res.rc == 1
+    failed = {(r["host"], r["check"]) for r in res.json()["results"] if r["outcome"] == "failed"}
+    assert failed == {("node2", "chrony running and enabled"),
+                      ("node3", "site CA certificates installed and trusted")}
+    human = mp("verify", "-i", inventory)
+    assert human.rc == 1 and "chrony running and enabled" in human.stdout
+    assert mp("up", "-i", inventory).rc == 0
+    assert mp("verify", "-i", inventory).rc == 0
+
+
+def test_unreachable_host_does_not_stop_the_others(inventory, first_up):
+    def close_node3(data):
+        data["all"]["hosts"]["node3"]["ansible_port"] = free_port()
+
+    res = mp("up", "-i", variant(inventory, "unreachable", close_node3), "--output", "json")
+    assert res.rc == 3, res.stdout + res.stderr
+    hosts = by_host(res.json())
+    assert hosts["node3"]["status"] == "unreachable"
+    assert "Connection refused" in hosts["node3"]["message"] or "ssh" in hosts["node3"]["message"]
+    assert hosts["node1"]["status"] == "ok" and hosts["node2"]["status"] == "ok"
+    assert hosts["node1"]["ok"] > 10
+
+
+PLANTED = "S3cr3t-planted-7f9q"
+
+
+def test_vault_secret_never_reaches_terminal_summary_or_artifacts(inventory, first_up, tmp_path):
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    password = tmp_path / "vault-pass"
+    password.write_text("correct horse battery staple\n")
+    secret = VaultLib([("default", VaultSecret(b"correct horse battery staple"))])
+    token = secret.encrypt(f"http://svc:{PLANTED}@proxy.invalid:3128").decode()
+
+    def plant(data):
+        data["all"]["vars"]["base_pip_proxy"] = _VaultTag(token)
+
+    inv = variant(inventory, "secret", plant)
+    # check mode with --diff renders pip.conf with the proxy URL: the secret is in the diff.
+    res = mp("up", "-i", inv, "--check", "--limit", "node1", "--output", "json",
+             "--vault-password-file", password)
+    assert res.rc == 0, res.stdout + res.stderr
+    run_dir = Path(res.json()["run_dir"])
+    assert PLANTED not in res.stdout + res.stderr
+    leaks = [p for p in run_dir.rglob("*") if p.is_file() and PLANTED in p.read_text(errors="replace")]
+    assert not leaks, f"secret found in {leaks}"
+    masked = [p for p in run_dir.rglob("*.json") if "********" in p.read_text(errors="replace")]
+    assert masked, "the diff holding the secret should be in the record, masked"
+    human = mp("up", "-i", inv, "--check", "--limit", "node1", "--vault-password-file", password)
+    assert PLANTED not in human.stdout + human.stderr
+
+
+class _VaultTag(str):
+    pass
+
+
+def _vault_representer(dumper, value):
+    return dumper.represent_scalar("!vault", str(value), style="|")
+
+
+import yaml  # noqa: E402
+
+yaml.SafeDumper.add_representer(_VaultTag, _vault_representer)
+
+
+def test_container_names_are_site_scoped(inventory):
+    box = Sandbox(inventory.parent.parent.parent)
+    names = {container_name(box, n) for n in box.state().nodes}
+    assert len(names) == 3 and all(n.startswith("mlops-sandbox-") for n in names)

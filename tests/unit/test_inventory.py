@@ -1,0 +1,583 @@
+"""Inventory loading and validation (mlops_provision.inventory): no host is contacted."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
+
+from mlops_provision import paths
+from mlops_provision.inventory import (
+    BAD_VAULT_PASSWORD,
+    NO_VAULT_PASSWORD,
+    SITE_VARS,
+    Inventory,
+    InventoryInvalid,
+    Problem,
+    load,
+)
+
+EXAMPLE = paths.project_root() / "inventories" / "example"
+
+# A minimal valid site; the cases below break it one way at a time.
+HOSTS = """\
+---
+all:
+  vars:
+    ansible_user: admin
+  children:
+    gpu_workers:
+      hosts:
+        gpu1:
+          ansible_host: 192.0.2.21
+          mlops_node_address: 198.51.100.21
+        gpu2:
+          ansible_host: 192.0.2.22
+          mlops_node_address: 198.51.100.22
+"""
+
+# A role with options exercising required values, the naming conventions, choices and
+# sub-options; used through load(..., roles_dir=...).
+DEMO_SPECS = """\
+---
+argument_specs:
+  main:
+    options:
+      demo_token:
+        type: str
+        required: true
+      demo_listen_port:
+        type: int
+      demo_pod_cidr:
+        type: str
+      demo_allowed_cidrs:
+        type: list
+        elements: str
+      demo_extra_ports:
+        type: list
+        elements: int
+      demo_mode:
+        type: str
+        choices: [fast, safe]
+      demo_settings:
+        type: dict
+        options:
+          size:
+            type: int
+      demo_enabled:
+        type: bool
+"""
+DEMO_HOSTS = HOSTS.replace("    ansible_user: admin\n",
+                           "    ansible_user: admin\n    demo_token: abc123\n")
+
+
+def vault_text(plaintext: str, password: bytes = b"pw") -> str:
+    return VaultLib([("default", VaultSecret(password))]).encrypt(plaintext).decode()
+
+
+def inline_vault(plaintext: str, password: bytes = b"pw", indent: int = 6) -> str:
+    """A `!vault |` block scalar whose body is indented by ``indent`` spaces."""
+    body = textwrap.indent(vault_text(plaintext, password), " " * indent)
+    return "!vault |\n" + body
+
+
+def write_site(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def demo_roles(tmp_path: Path) -> Path:
+    roles = tmp_path / "roles"
+    write_site(roles, {"demo/meta/argument_specs.yml": DEMO_SPECS})
+    return roles
+
+
+@pytest.fixture(autouse=True)
+def _no_vault_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+
+
+def problems_of(site: Path, **kwargs) -> list[Problem]:
+    with pytest.raises(InventoryInvalid) as info:
+        load(site, **kwargs)
+    assert info.value.problems
+    return info.value.problems
+
+
+def find(problems: list[Problem], file: str, key: str, text: str) -> Problem:
+    for p in problems:
+        if Path(p.file).name == file and p.key == key and text in p.expected:
+            return p
+    raise AssertionError(f"no problem in {file} for {key!r} with {text!r}; got:\n"
+                         + "\n".join(map(str, problems)))
+
+
+def add_host_var(text: str, line: str, host: str = "gpu1") -> str:
+    """HOSTS with ``line`` (a `key: value` line) added to the host's variables."""
+    anchor = f"        {host}:\n"
+    return text.replace(anchor, f"{anchor}          {line}\n")
+
+
+def add_all_var(text: str, line: str) -> str:
+    return text.replace("  vars:\n", f"  vars:\n    {line}\n", 1)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+# (id, files, problem file, problem key, expected text); each uses the real roles dir.
+BAD = [
+    ("yaml-syntax", {"hosts.yml": HOSTS + "    cpu_workers: [\n"},
+     "hosts.yml", "(syntax)", "invalid YAML at line"),
+    ("top-level-not-a-mapping", {"hosts.yml": "---\n- gpu1\n- gpu2\n"},
+     "hosts.yml", "(top level)", "expected a mapping with the single key 'all'"),
+    ("empty-inventory", {"hosts.yml": "---\n"},
+     "hosts.yml", "all", "the inventory is empty"),
+    ("top-level-group", {"hosts.yml": HOSTS + "gpu_workers:\n  hosts:\n    gpu3:\n"},
+     "hosts.yml", "gpu_workers", "expected only 'all' at the top level"),
+    ("unknown-group-key", {"hosts.yml": HOSTS.replace("      hosts:\n", "      host:\n")},
+     "hosts.yml", "host", "expected one of hosts, vars, children (did you mean 'hosts'?)"),
+    ("unknown-group", {"hosts.yml": HOSTS.replace("gpu_workers:", "gpu_worker:")},
+     "hosts.yml", "gpu_worker",
+     "unknown group 'gpu_worker': expected one of control_plane, cpu_workers, gpu_workers, "
+     "mlflow (did you mean 'gpu_workers'?)"),
+    ("unknown-group-vars-file",
+     {"hosts.yml": HOSTS, "group_vars/gpu_worker.yml": "---\nbase_apt_proxy: ''\n"},
+     "gpu_worker.yml", "gpu_worker", "(did you mean 'gpu_workers'?)"),
+    ("unknown-host-vars-file",
+     {"hosts.yml": HOSTS, "host_vars/gpu3.yml": "---\nansible_port: 2222\n"},
+     "gpu3.yml", "gpu3", "no host 'gpu3' in the inventory"),
+    ("host-not-a-mapping",
+     {"hosts.yml": HOSTS.replace("        gpu2:\n", "        gpu3: 192.0.2.23\n        gpu2:\n")},
+     "hosts.yml", "gpu3", "expected a mapping of the host's variables (or nothing), got str"),
+    ("hosts-is-a-list",
+     {"hosts.yml": "---\nall:\n  children:\n    gpu_workers:\n      hosts: [gpu1, gpu2]\n"},
+     "hosts.yml", "hosts", "expected a mapping of host names"),
+    ("vars-is-a-list", {"hosts.yml": HOSTS.replace("    ansible_user: admin\n",
+                                                   "    - ansible_user=admin\n")},
+     "hosts.yml", "vars", "expected a mapping of variable names to values, got list"),
+    ("group-vars-file-not-a-mapping",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": "---\n- base_apt_proxy\n"},
+     "all.yml", "(top level)", "expected a mapping of variable names to values"),
+    ("group-vars-syntax",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": "---\nbase_apt_proxy: 'oops\n"},
+     "all.yml", "(syntax)", "invalid YAML"),
+    ("shadowed-vars-file",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": "---\nbase_apt_proxy: ''\n",
+      "group_vars/all/main.yml": "---\nbase_pip_proxy: ''\n"},
+     "all.yml", "all", "ignored by Ansible because"),
+    ("no-address", {"hosts.yml": HOSTS.replace("          ansible_host: 192.0.2.22\n", "")},
+     "hosts.yml", "ansible_host", "the host has no address: expected ansible_host"),
+    ("bad-address", {"hosts.yml": HOSTS.replace("192.0.2.22", "gpu_2.example!")},
+     "hosts.yml", "ansible_host", "expected an IP address or DNS hostname, got str"),
+    ("bad-ip-like-address", {"hosts.yml": HOSTS.replace("192.0.2.22", "192.0.2.300")},
+     "hosts.yml", "ansible_host", "expected an IP address or DNS hostname"),
+    ("duplicate-address", {"hosts.yml": HOSTS.replace("192.0.2.22", "192.0.2.21")},
+     "hosts.yml", "ansible_host", "address 192.0.2.21 port 22 is also used by host 'gpu1'"),
+    ("duplicate-node-address", {"hosts.yml": HOSTS.replace("198.51.100.22", "198.51.100.21")},
+     "hosts.yml", "mlops_node_address", "also used by host 'gpu1'"),
+    ("bad-node-address", {"hosts.yml": HOSTS.replace("198.51.100.22", "gpu2.cluster")},
+     "hosts.yml", "mlops_node_address", "expected an IP address, got str 'gpu2.cluster'"),
+    ("bool-as-string", {"hosts.yml": add_all_var(HOSTS, "base_manage_hostname: 'yes'")},
+     "hosts.yml", "base_manage_hostname", "expected bool (true or false), got str 'yes'"),
+    ("int-as-string", {"hosts.yml": add_all_var(HOSTS, "base_apt_cache_valid_time: '3600'")},
+     "hosts.yml", "base_apt_cache_valid_time", "expected int, got str '3600'"),
+    ("bool-for-int", {"hosts.yml": add_all_var(HOSTS, "base_apt_cache_valid_time: true")},
+     "hosts.yml", "base_apt_cache_valid_time", "expected int, got bool"),
+    ("float-for-str", {"hosts.yml": add_all_var(HOSTS, "base_apt_mirror: 12.4")},
+     "hosts.yml", "base_apt_mirror", "expected str, got float 12.4"),
+    ("null-for-str", {"hosts.yml": add_all_var(HOSTS, "base_apt_proxy:")},
+     "hosts.yml", "base_apt_proxy", "expected str, got null"),
+    ("str-for-list",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": "---\nbase_ntp_servers: ntp.example.com\n"},
+     "all.yml", "base_ntp_servers", "expected list of str, got str 'ntp.example.com'"),
+    ("list-element-type",
+     {"hosts.yml": HOSTS, "group_vars/gpu_workers.yml": "---\nbase_packages: [curl, 5]\n"},
+     "gpu_workers.yml", "base_packages[1]", "expected str, got int 5"),
+    ("connection-choices", {"hosts.yml": add_all_var(HOSTS, "ansible_connection: sshh")},
+     "hosts.yml", "ansible_connection",
+     "expected one of ssh, local, paramiko, got str 'sshh' (did you mean 'ssh'?)"),
+    ("port-out-of-range", {"hosts.yml": add_host_var(HOSTS, "ansible_port: 70000")},
+     "hosts.yml", "ansible_port", "expected a port number (int 1-65535), got int 70000"),
+    ("port-as-string", {"hosts.yml": add_host_var(HOSTS, "ansible_port: '22'")},
+     "hosts.yml", "ansible_port", "expected a port number (int 1-65535), got str '22'"),
+    ("become-as-string", {"hosts.yml": add_all_var(HOSTS, "ansible_become: 'true'")},
+     "hosts.yml", "ansible_become", "expected bool (true or false), got str 'true'"),
+    ("admin-cidr-host-bits",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": "---\nmlops_admin_cidrs: [192.0.2.1/24]\n"},
+     "all.yml", "mlops_admin_cidrs[0]", "(host bits set)"),
+    ("admin-cidrs-not-a-list",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": "---\nmlops_admin_cidrs: 192.0.2.0/24\n"},
+     "all.yml", "mlops_admin_cidrs", "expected list of CIDR networks"),
+    ("unknown-variable",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": "---\nbase_extra_ca_certificate: []\n"},
+     "all.yml", "base_extra_ca_certificate",
+     "unknown variable 'base_extra_ca_certificate' (did you mean "
+     "'base_extra_ca_certificates'?)"),
+    ("unknown-host-variable",
+     {"hosts.yml": HOSTS, "host_vars/gpu1.yml": "---\nmlops_node_adress: 198.51.100.9\n"},
+     "gpu1.yml", "mlops_node_adress", "(did you mean 'mlops_node_address'?)"),
+    ("invalid-variable-name", {"hosts.yml": add_all_var(HOSTS, "base-apt-proxy: ''")},
+     "hosts.yml", "base-apt-proxy", "invalid variable name"),
+    ("repeated-key", {"hosts.yml": add_host_var(HOSTS, "ansible_host: 192.0.2.29")},
+     "hosts.yml", "ansible_host", "repeated key (first at line"),
+    ("group-cycle",
+     {"hosts.yml": HOSTS + "    control_plane:\n      children:\n        mlflow:\n"
+                           "          children:\n            control_plane:\n"},
+     "hosts.yml", "control_plane", "groups nest in a cycle"),
+    ("all-as-child", {"hosts.yml": HOSTS + "    all:\n"},
+     "hosts.yml", "all", "'all' cannot be a child group"),
+    ("vault-without-password",
+     {"hosts.yml": add_all_var(HOSTS, "ansible_become_password: " + inline_vault("s3cret"))},
+     "hosts.yml", "ansible_become_password", NO_VAULT_PASSWORD),
+    ("vault-file-without-password",
+     {"hosts.yml": HOSTS, "group_vars/all/vault.yml": vault_text("vault_x: s3cret\n")},
+     "vault.yml", "(whole file)", NO_VAULT_PASSWORD),
+    ("missing-inventory-file", {"site/README": ""},
+     "site", "hosts.yml", "a directory holding hosts.yml"),
+]
+
+
+@pytest.mark.parametrize(("files", "file", "key", "text"),
+                         [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_bad_inventory(tmp_path: Path, files: dict[str, str], file: str, key: str,
+                       text: str) -> None:
+    site = write_site(tmp_path / "site", files)
+    find(problems_of(site), file, key, text)
+
+
+# Cases needing role options that the base role does not have (roles_dir=demo_roles).
+DEMO_BAD = [
+    ("required-missing", DEMO_HOSTS.replace("    demo_token: abc123\n", ""),
+     "demo_token", "required by role 'demo': expected str"),
+    ("port-convention", add_all_var(DEMO_HOSTS, "demo_listen_port: 0"),
+     "demo_listen_port", "expected a port number (int 1-65535), got int 0"),
+    ("ports-convention", add_all_var(DEMO_HOSTS, "demo_extra_ports: [80, 99999]"),
+     "demo_extra_ports[1]", "expected a port number (int 1-65535), got int 99999"),
+    ("cidr-convention-no-prefix", add_all_var(DEMO_HOSTS, "demo_pod_cidr: 10.42.0.0"),
+     "demo_pod_cidr", "expected a CIDR network such as 192.0.2.0/24, got str '10.42.0.0'"),
+    ("cidr-convention-host-bits", add_all_var(DEMO_HOSTS, "demo_pod_cidr: 10.42.0.1/16"),
+     "demo_pod_cidr", "(host bits set)"),
+    ("cidrs-convention", add_all_var(DEMO_HOSTS, "demo_allowed_cidrs: [10.0.0.0/8, nope]"),
+     "demo_allowed_cidrs[1]", "expected a CIDR network"),
+    ("choices", add_all_var(DEMO_HOSTS, "demo_mode: fsat"),
+     "demo_mode", "expected one of fast, safe, got str 'fsat' (did you mean 'fast'?)"),
+    ("suboption-unknown", add_all_var(DEMO_HOSTS, "demo_settings: {sise: 1}"),
+     "demo_settings.sise", "unknown key 'sise': expected one of size (did you mean 'size'?)"),
+    ("suboption-type", add_all_var(DEMO_HOSTS, "demo_settings: {size: big}"),
+     "demo_settings.size", "expected int, got str 'big'"),
+    ("vault-for-int", add_all_var(DEMO_HOSTS, "demo_listen_port: " + inline_vault("8080")),
+     "demo_listen_port", "expected a port number (int 1-65535), got vault-encrypted str"),
+]
+
+
+@pytest.mark.parametrize(("hosts", "key", "text"),
+                         [case[1:] for case in DEMO_BAD], ids=[case[0] for case in DEMO_BAD])
+def test_bad_role_variables(tmp_path: Path, demo_roles: Path, hosts: str, key: str,
+                            text: str) -> None:
+    site = write_site(tmp_path / "site", {"hosts.yml": hosts, "pw": "pw\n"})
+    problems = problems_of(site, roles_dir=demo_roles, vault_password_file=site / "pw")
+    find(problems, "hosts.yml", key, text)
+
+
+def test_wrong_vault_password(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site", {
+        "hosts.yml": add_all_var(HOSTS, "ansible_become_password: " + inline_vault("s3cret")),
+        "group_vars/gpu_workers.yml": vault_text("---\nbase_apt_proxy: ''\n"),
+        "wrong": "not-pw\n",
+    })
+    problems = problems_of(site, vault_password_file=site / "wrong")
+    find(problems, "hosts.yml", "ansible_become_password", BAD_VAULT_PASSWORD)
+    find(problems, "gpu_workers.yml", "(whole file)", BAD_VAULT_PASSWORD)
+
+
+def test_missing_vault_password_file(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site", {"hosts.yml": HOSTS})
+    find(problems_of(site, vault_password_file=tmp_path / "nope"),
+         "nope", "--vault-password-file", "expected a file holding the vault password")
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    hosts = HOSTS.replace("gpu_workers:", "gpu_worker:")
+    hosts = hosts.replace("          ansible_host: 192.0.2.22\n", "")
+    hosts = add_all_var(hosts, "ansible_become: 'yes'")
+    site = write_site(tmp_path / "site", {
+        "hosts.yml": hosts,
+        "group_vars/all.yml": "---\nbase_ntp_server: [ntp.example.com]\nbase_apt_mirror: 1\n",
+        "host_vars/gpu1.yml": "---\nansible_port: 0\n",
+    })
+    problems = problems_of(site)
+    find(problems, "hosts.yml", "gpu_worker", "unknown group")
+    find(problems, "hosts.yml", "ansible_host", "no address")
+    find(problems, "hosts.yml", "ansible_become", "expected bool")
+    find(problems, "all.yml", "base_ntp_server", "did you mean 'base_ntp_servers'?")
+    find(problems, "all.yml", "base_apt_mirror", "expected str, got int 1")
+    find(problems, "gpu1.yml", "ansible_port", "expected a port number")
+    assert len(problems) == 6, "\n".join(map(str, problems))
+
+
+def test_problem_names_file_line_host_and_key(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site", {"hosts.yml": add_host_var(HOSTS, "ansible_port: x")})
+    (problem,) = problems_of(site)
+    assert problem == Problem(str(site / "hosts.yml"), "host 'gpu1'", "ansible_port",
+                              "expected a port number (int 1-65535), got str 'x'", 9)
+    assert str(problem) == (f"{site / 'hosts.yml'}:9: host 'gpu1': ansible_port: "
+                            "expected a port number (int 1-65535), got str 'x'")
+    assert str(Problem("f.yml", "inventory", "all", "x")) == "f.yml: inventory: all: x"
+
+
+def test_secret_values_stay_out_of_problems(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site", {
+        "hosts.yml": add_all_var(HOSTS, "ansible_become_password: 12345678"),
+    })
+    (problem,) = problems_of(site)
+    assert problem.key == "ansible_become_password"
+    assert "12345678" not in str(problem)
+
+
+# --------------------------------------------------------------------------- valid inputs
+
+def test_example_site_is_valid() -> None:
+    inv = load(EXAMPLE)
+    assert isinstance(inv, Inventory)
+    assert inv.path == EXAMPLE / "hosts.yml"
+    assert inv.site_dir == EXAMPLE
+    assert inv.hosts == ["cp1", "cpu1", "gpu1", "gpu2"]
+    assert inv.groups["all"] == inv.hosts
+    assert inv.groups["gpu_workers"] == ["gpu1", "gpu2"]
+    assert inv.groups["mlflow"] == ["cp1"]
+    assert inv.host_groups("cp1") == ["control_plane", "mlflow"]
+    cp1 = inv.hostvars("cp1")
+    assert cp1["ansible_host"] == "192.0.2.11"
+    assert cp1["ansible_user"] == "admin"
+    assert cp1["ansible_become"] is True
+    assert cp1["mlops_admin_cidrs"] == ["192.0.2.0/24"]
+    assert cp1["base_extra_ca_certificates"] == []
+    assert inv.secrets() == set()
+
+
+def test_example_uses_documentation_addresses() -> None:
+    import ipaddress
+
+    inv = load(EXAMPLE)
+    docs = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
+                                              "203.0.113.0/24")]
+    for host in inv.hosts:
+        hv = inv.hostvars(host)
+        for var in ("ansible_host", "mlops_node_address"):
+            assert any(ipaddress.ip_address(hv[var]) in net for net in docs), (host, var)
+
+
+def test_sandbox_style_inventory_is_valid(tmp_path: Path) -> None:
+    """All hosts on 127.0.0.1, told apart by port, as `sandbox up` writes them."""
+    nodes = {"cp1": 2201, "gpu1": 2202, "cpu1": 2203}
+    inventory = {"all": {
+        "hosts": {n: {"ansible_host": "127.0.0.1", "ansible_port": port,
+                      "mlops_node_address": f"10.88.0.{i + 10}"}
+                  for i, (n, port) in enumerate(nodes.items())},
+        "vars": {"ansible_user": "root", "ansible_ssh_private_key_file": "/tmp/key",
+                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no",
+                 "base_extra_ca_certificates": ["/etc/ssl/a.pem"]},
+        "children": {"control_plane": {"hosts": {"cp1": None}},
+                     "mlflow": {"hosts": {"cp1": None}},
+                     "gpu_workers": {"hosts": {"gpu1": None}},
+                     "cpu_workers": {"hosts": {"cpu1": None}}},
+    }}
+    path = tmp_path / "inventory.yml"
+    path.write_text("# header comment\n" + yaml.safe_dump(inventory, sort_keys=False))
+    inv = load(path)
+    assert inv.path == path
+    assert inv.hostvars("gpu1")["ansible_port"] == 2202
+    assert inv.groups["ungrouped"] == []
+
+
+def test_hostvars_precedence(tmp_path: Path) -> None:
+    """Ansible's order: all inline < groups inline < group_vars/all < group_vars/<group>
+    < host inline < host_vars; a child group's variables beat its parent's."""
+    var = "base_apt_proxy"
+    hosts = f"""\
+---
+all:
+  vars:
+    {var}: all-inline
+    base_pip_proxy: all-inline
+    base_pip_index_url: all-inline
+    base_apt_mirror: all-inline
+  children:
+    control_plane:
+      vars:
+        {var}: cp-inline
+        base_apt_mirror: cp-inline
+      hosts:
+        cp1:
+          ansible_host: 192.0.2.11
+          {var}: host-inline
+      children:
+        mlflow:
+          vars:
+            base_apt_mirror: mlflow-inline
+          hosts:
+            mlf1:
+              ansible_host: 192.0.2.12
+    gpu_workers:
+      vars:
+        base_pip_proxy: gpu-inline
+        base_pip_index_url: gpu-inline
+      hosts:
+        gpu1:
+          ansible_host: 192.0.2.21
+"""
+    site = write_site(tmp_path, {
+        "hosts.yml": hosts,
+        "group_vars/all.yml": f"---\n{var}: all-file\nbase_pip_proxy: all-file\n",
+        "group_vars/control_plane/a.yml": f"---\n{var}: cp-file-a\n",
+        "group_vars/control_plane/b.yml": f"---\n{var}: cp-file-b\n",
+        "host_vars/cp1/main.yml": f"---\n{var}: host-file\n",
+    })
+    inv = load(site)
+    assert inv.hostvars("cp1")[var] == "host-file"
+    assert inv.hostvars("mlf1")[var] == "cp-file-b"  # later file in the group's directory wins
+    assert inv.hostvars("gpu1")[var] == "all-file"
+    # an inline group variable loses to group_vars/all, as in Ansible
+    assert inv.hostvars("gpu1")["base_pip_proxy"] == "all-file"
+    assert inv.hostvars("gpu1")["base_pip_index_url"] == "gpu-inline"
+    assert inv.hostvars("cp1")["base_pip_index_url"] == "all-inline"
+    # child (mlflow) over parent (control_plane)
+    assert inv.hostvars("mlf1")["base_apt_mirror"] == "mlflow-inline"
+    assert inv.hostvars("cp1")["base_apt_mirror"] == "cp-inline"
+    assert inv.host_groups("mlf1") == ["control_plane", "mlflow"]
+    assert inv.groups["control_plane"] == ["cp1", "mlf1"]
+
+
+def test_vault_values_decrypt(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site", {
+        "hosts.yml": add_all_var(HOSTS, "ansible_become_password: " + inline_vault("s3cret")),
+        "group_vars/gpu_workers/vault.yml": vault_text("---\nvault_mirror_token: t0ken\n"),
+        "group_vars/gpu_workers/main.yml": "---\nbase_pip_index_url: "
+                                           "\"https://x:{{ vault_mirror_token }}@pypi.example\"\n",
+        "pw": "pw\n",
+    })
+    inv = load(site, vault_password_file=site / "pw")
+    hv = inv.hostvars("gpu2")
+    assert hv["ansible_become_password"] == "s3cret"
+    assert isinstance(hv["ansible_become_password"], str)
+    assert hv["vault_mirror_token"] == "t0ken"
+    assert {"s3cret", "t0ken"} <= inv.secrets()
+    assert not any("{{" in s for s in inv.secrets())
+
+
+def test_vault_password_file_from_environment(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    site = write_site(tmp_path / "site", {
+        "hosts.yml": add_all_var(HOSTS, "ansible_password: " + inline_vault("s3cret")),
+        "pw": "pw\n",
+    })
+    monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(site / "pw"))
+    assert load(site).hostvars("gpu1")["ansible_password"] == "s3cret"
+
+
+def test_vault_password_script(tmp_path: Path) -> None:
+    """An executable password file is run and its output is the password, as in Ansible."""
+    site = write_site(tmp_path / "site", {
+        "hosts.yml": add_all_var(HOSTS, "ansible_password: " + inline_vault("s3cret")),
+        "pw.sh": "#!/bin/sh\necho pw\n",
+    })
+    (site / "pw.sh").chmod(0o755)
+    inv = load(site, vault_password_file=site / "pw.sh")
+    assert inv.hostvars("gpu1")["ansible_password"] == "s3cret"
+
+
+def test_yaml_anchors_merge_keys_and_unsafe(tmp_path: Path) -> None:
+    hosts = """\
+---
+all:
+  vars:
+    base_ntp_servers: &ntp [ntp1.example.com]
+    base_ntp_pools: *ntp
+    ansible_ssh_common_args: !unsafe "-o ProxyCommand={{ no template }}"
+  children:
+    gpu_workers:
+      hosts:
+        gpu1: &gpu
+          ansible_user: admin
+          ansible_host: 192.0.2.21
+        gpu2:
+          <<: *gpu
+          ansible_host: 192.0.2.22
+"""
+    inv = load(write_site(tmp_path, {"hosts.yml": hosts}))
+    assert inv.hostvars("gpu2")["ansible_user"] == "admin"
+    assert inv.hostvars("gpu2")["ansible_host"] == "192.0.2.22"
+    assert inv.hostvars("gpu1")["base_ntp_pools"] == ["ntp1.example.com"]
+
+
+def test_secrets_include_password_and_token_variables(tmp_path: Path) -> None:
+    hosts = add_all_var(HOSTS, "ansible_become_pass: plain-sudo")
+    hosts = add_all_var(hosts, "vault_registry_token: tok-123")
+    hosts = add_all_var(hosts, "ansible_ssh_pass: '{{ vault_ssh }}'")
+    site = write_site(tmp_path / "site", {"hosts.yml": hosts})
+    secrets = load(site).secrets()
+    assert {"plain-sudo", "tok-123"} <= secrets
+    assert "{{ vault_ssh }}" not in secrets
+    assert "admin" not in secrets
+
+
+def test_templates_and_free_prefixes_are_accepted(tmp_path: Path, demo_roles: Path) -> None:
+    hosts = add_all_var(DEMO_HOSTS, "demo_listen_port: '{{ 8000 + 80 }}'")
+    hosts = add_all_var(hosts, "demo_enabled: \"{{ inventory_hostname == 'gpu1' }}\"")
+    hosts = add_all_var(hosts, "demo_extra_ports: ['{{ demo_listen_port }}', 9090]")
+    hosts = add_all_var(hosts, "demo_pod_cidr: 10.42.0.0/16")
+    hosts = add_all_var(hosts, "vault_anything: [1, 2]")
+    hosts = add_all_var(hosts, "ansible_ssh_extra_args: -v")
+    site = write_site(tmp_path / "site", {"hosts.yml": hosts})
+    inv = load(site, roles_dir=demo_roles)
+    assert inv.hostvars("gpu1")["demo_extra_ports"][1] == 9090
+
+
+def test_local_connection_needs_no_address(tmp_path: Path) -> None:
+    hosts = HOSTS + "    control_plane:\n      hosts:\n        localhost:\n" \
+                    "          ansible_connection: local\n"
+    inv = load(write_site(tmp_path, {"hosts.yml": hosts}))
+    assert "ansible_host" not in inv.hostvars("localhost")
+
+
+def test_host_ranges_and_ungrouped_hosts(tmp_path: Path) -> None:
+    hosts = """\
+---
+all:
+  hosts:
+    admin1:
+      ansible_connection: local
+  children:
+    gpu_workers:
+      hosts:
+        gpu[1:3]:
+          ansible_host: gpu.example.com
+      children:
+    cpu_workers:
+      hosts:
+        cpu1.example.com:2222:
+          ansible_host: cpu1.example.com
+"""
+    # the three gpu hosts share one address and port: that is a duplicate
+    problems = problems_of(write_site(tmp_path, {"hosts.yml": hosts}))
+    assert [(p.where, p.key) for p in problems] == [("host 'gpu2'", "ansible_host"),
+                                                   ("host 'gpu3'", "ansible_host")]
+    local = hosts.replace("          ansible_host: gpu.example.com\n",
+                          "          ansible_connection: local\n")
+    inv = load(write_site(tmp_path, {"hosts.yml": local}))
+    assert inv.groups["gpu_workers"] == ["gpu1", "gpu2", "gpu3"]
+    assert inv.groups["ungrouped"] == ["admin1"]
+    assert inv.host_groups("admin1") == ["ungrouped"]
+    assert inv.hostvars("cpu1.example.com")["ansible_port"] == 2222
+
+
+def test_site_vars_are_typed() -> None:
+    for name, spec in SITE_VARS.items():
+        assert spec["type"] in {"str", "int", "bool", "list", "dict", "path", "float", "raw"}, name

@@ -11,6 +11,11 @@ ruff check src tests benchmarks
 yamllint -s .
 ansible-lint --profile production --offline -q
 
+echo "== sandbox image (built once, shared by the integration tests and Molecule)"
+MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container)
+export MLOPS_SANDBOX_IMAGE
+mlops-provision sandbox image --kind vm >/dev/null
+
 echo "== pytest (unit + integration)"
 pytest tests
 

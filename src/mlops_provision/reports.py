@@ -12,6 +12,7 @@ from rich.table import Table
 from mlops_provision.runner import RunSummary
 from mlops_provision.verify import CheckResult, VerifyReport
 
+
 def _console() -> Console:
     """A terminal gets its own width; pipes and CI logs get wide lines instead of 80 columns."""
     console = Console()

@@ -32,8 +32,12 @@ def _read_vars(path: Path) -> dict:
 
 
 def _render(value, context: dict):
+    """Render the simple Jinja a role default may hold; leave what needs Ansible as it is."""
     if isinstance(value, str) and "{{" in value:
-        return jinja2.Environment().from_string(value).render(**context)
+        try:
+            return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(value).render(**context)
+        except jinja2.TemplateError:
+            return value
     if isinstance(value, list):
         return [_render(v, context) for v in value]
     return value
@@ -58,6 +62,7 @@ def node_for(host) -> Node:
     for role in sorted(paths.roles_dir().iterdir()):
         merged.update(_read_vars(role / "defaults" / "main.yml"))
         merged.update(_read_vars(role / "vars" / f"{os_family}.yml"))
+    role_keys = set(merged)
     inv = _inventory()
     groups: list[str] = []
     nodes: dict[str, str] = {}
@@ -68,7 +73,7 @@ def node_for(host) -> Node:
             hv = inv.hostvars(other)
             nodes[other] = str(hv.get("mlops_node_address") or hv.get("ansible_host") or other)
     context = {**merged, "inventory_hostname": name}
-    merged = {k: _render(v, context) for k, v in merged.items()}
+    merged = {k: _render(v, context) if k in role_keys else v for k, v in merged.items()}
     in_container = host.run("systemd-detect-virt --container").rc == 0
     return Node(name=name, vars=merged, groups=groups, nodes=nodes, in_container=in_container)
 

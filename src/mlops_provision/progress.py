@@ -8,6 +8,7 @@ import time
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from mlops_provision.runner import RunTracker
 
@@ -23,7 +24,7 @@ def host_table(tracker: RunTracker) -> Table:
     for h in sorted(tracker.hosts.values(), key=lambda h: h.host):
         state = h.status if h.status in ("failed", "unreachable") else (
             "changed" if h.changed and h.status != "pending" else h.status)
-        table.add_row(h.host, f"[{STATUS_STYLE.get(state, '')}]{state}[/]", str(h.ok), str(h.changed),
+        table.add_row(h.host, Text(state, style=STATUS_STYLE.get(state, "")), str(h.ok), str(h.changed),
                       str(h.failed), str(h.unreachable), str(h.skipped))
     return table
 
@@ -63,5 +64,5 @@ class Progress:
                                                                       key=lambda h: h.host))
             print(f"[{tracker.elapsed():6.1f}s] {tracker.task}  ({counts})", file=sys.stderr, flush=True)
         for line in tracker.log[self._logged:]:
-            self.console.print(f"  [red]{line}[/]", highlight=False)
+            self.console.print(Text(f"  {line}", style="red"), highlight=False)
         self._logged = len(tracker.log)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mlops_provision.runner import RunSummary
 from mlops_provision.verify import CheckResult, VerifyReport
@@ -33,8 +34,8 @@ def print_run(summary: RunSummary, console: Console | None = None) -> None:
                          overflow="fold")
     for h in summary.hosts:
         why = f"{h.task}: {h.message}" if h.message else ""
-        table.add_row(h.host, f"[{STYLE.get(h.status, '')}]{h.status}[/]", str(h.ok), str(h.changed),
-                      str(h.failed), str(h.unreachable), str(h.skipped), why)
+        table.add_row(h.host, Text(h.status, style=STYLE.get(h.status, "")), str(h.ok), str(h.changed),
+                      str(h.failed), str(h.unreachable), str(h.skipped), Text(why))
     console.print(table)
     console.print(f"exit {summary.exit_code}; run record: {summary.run_dir}", highlight=False)
 
@@ -49,7 +50,7 @@ def print_verify(report: VerifyReport, console: Console | None = None) -> None:
     for col in ("host", "check", "result", "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
-        table.add_row(r.host, r.check, f"[{STYLE.get(r.outcome, '')}]{r.outcome}[/]", r.message)
+        table.add_row(r.host, r.check, Text(r.outcome, style=STYLE.get(r.outcome, "")), Text(r.message))
     console.print(table)
 
 

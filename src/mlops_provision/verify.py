@@ -66,7 +66,8 @@ class VerifyReport:
 
 
 def run_checks(inventory: Inventory, *, limit: str | None = None,
-               vault_password_file: Path | None = None, select: str | None = None) -> VerifyReport:
+               vault_password_file: Path | None = None, select: str | None = None,
+               compliance: bool = False, lynis_min_index: int = 85) -> VerifyReport:
     hosts = hosts_matching(inventory, limit)
     report = VerifyReport(inventory=str(inventory.path))
     t0 = time.monotonic()
@@ -83,7 +84,8 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
         if select:
             cmd += ["-k", select]
         env = {**os.environ, **ansible_env(vault_password_file),
-               "MLOPS_INVENTORY": str(inventory.path.resolve()), "PYTHONDONTWRITEBYTECODE": "1"}
+               "MLOPS_INVENTORY": str(inventory.path.resolve()), "PYTHONDONTWRITEBYTECODE": "1",
+               "MLOPS_LYNIS_MIN_INDEX": str(lynis_min_index), "MLOPS_COMPLIANCE": "1" if compliance else "0"}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
         report.pytest_rc = proc.returncode
         scrub = Scrubber(inventory.secrets())

@@ -47,6 +47,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         else:
             result = "failed" if report.when == "call" else "error"
         message, detail = _message(report, call)
+        props = "; ".join(f"{k}={v}" for k, v in report.user_properties)
+        if props:
+            message = f"{props}; {message}" if message else props
         doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
         record = {
             "host": _host_name(item),

@@ -112,3 +112,20 @@ def test_verify_report_with_no_results_fails():
     assert VerifyReport(inventory="x").exit_code == 1
     passed = VerifyReport(inventory="x", results=[CheckResult("n", "base", "c", "passed")])
     assert passed.exit_code == 0
+
+
+def test_reports_print_ansible_text_literally():
+    """Ansible messages contain brackets; they must never be read as terminal markup."""
+    import io
+
+    from rich.console import Console
+
+    from mlops_provision.reports import print_run
+    from mlops_provision.runner import RunSummary
+
+    summary = RunSummary(verb="up", inventory="i", playbook="p", check=False, limit=None, tags=None, started="now")
+    summary.hosts = [HostResult("a", status="not run"),
+                     HostResult("b", failed=1, status="failed", task="t", message="bad [/] value [bold]x")]
+    out = io.StringIO()
+    print_run(summary, Console(file=out, width=200))
+    assert "bad [/] value [bold]x" in out.getvalue() and "not run" in out.getvalue()

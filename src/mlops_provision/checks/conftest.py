@@ -15,6 +15,20 @@ from mlops_provision import paths
 from mlops_provision.inventory import Inventory, load
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "compliance: Lynis scoring, only with MLOPS_COMPLIANCE=1 (verify --compliance)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Compliance scoring takes minutes per node: it runs only when asked for."""
+    if os.environ.get("MLOPS_COMPLIANCE") == "1":
+        return
+    deselected = [item for item in items if item.get_closest_marker("compliance")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("compliance")]
+
+
 @lru_cache(maxsize=1)
 def _inventory() -> Inventory | None:
     path = os.environ.get("MLOPS_INVENTORY")
@@ -73,6 +87,8 @@ def node_for(host) -> Node:
             hv = inv.hostvars(other)
             nodes[other] = str(hv.get("mlops_node_address") or hv.get("ansible_host") or other)
     context = {**merged, "inventory_hostname": name}
+    if inv is not None:
+        context["inventory_dir"] = str(inv.path.resolve().parent)
     merged = {k: _render(v, context) if k in role_keys else v for k, v in merged.items()}
     in_container = host.run("systemd-detect-virt --container").rc == 0
     return Node(name=name, vars=merged, groups=groups, nodes=nodes, in_container=in_container)
@@ -81,3 +97,22 @@ def node_for(host) -> Node:
 @pytest.fixture(scope="module")
 def node(host) -> Node:
     return node_for(host)
+
+
+@pytest.fixture(scope="module")
+def kernel_node(node) -> Node:
+    """The node, for checks that need a kernel of its own: skipped (with the reason) in containers."""
+    if node.in_container:
+        pytest.skip("container: shares the host's kernel (nftables, auditd, LUKS, sysctls are VM/bare-metal only)")
+    return node
+
+
+def peer_host(node: Node):
+    """Another inventory node reachable over the same Ansible connection details, or None."""
+    import testinfra
+
+    inventory = os.environ.get("MLOPS_INVENTORY")
+    others = [n for n in sorted(node.nodes) if n != node.name]
+    if not inventory or not others:
+        return None
+    return testinfra.get_host(f"ansible://{others[0]}", ansible_inventory=inventory)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -193,6 +194,24 @@ class Sandbox:
                                    f"within {timeout:.0f} s: {probe.stderr.decode().strip()}")
             time.sleep(1)
 
+    def _kind_vars(self, state: State) -> dict:
+        """Site variables that follow from how the sandbox's nodes are wired."""
+        prefix = PRIVATE_PREFIX[state.kind]
+        if state.kind == "container":
+            # SSH reaches a container from its podman network's gateway.
+            return {"mlops_admin_cidrs": [f"{prefix}.0/24"]}
+        vault_password = self.dir / "vault-password"
+        if not vault_password.exists():
+            vault_password.write_text(secrets.token_urlsafe(32) + "\n")
+            vault_password.chmod(0o600)
+        return {
+            # SSH arrives through QEMU's user-mode NAT (10.0.2.2) and from the other VMs.
+            "mlops_admin_cidrs": ["10.0.2.0/24", f"{prefix}.0/24"],
+            "disk_encryption_volumes": [{"name": "mlops-data", "device": vms.DATA_DISK_DEVICE,
+                                         "mountpoint": "/srv/mlops"}],
+            "disk_encryption_escrow_vault_password_file": str(vault_password),
+        }
+
     def write_inventory(self, state: State) -> None:
         groups: dict[str, dict] = {g: {"hosts": {}} for g in
                                    ("control_plane", "gpu_workers", "cpu_workers", "mlflow")}
@@ -209,6 +228,7 @@ class Sandbox:
                     "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
                                                "-o UserKnownHostsFile=/dev/null",
                     "base_extra_ca_certificates": sorted(glob.glob(HOST_CA_GLOB)),
+                    **self._kind_vars(state),
                 },
                 "children": {g: v for g, v in groups.items() if v["hosts"]},
             }

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 MEMORY_MB = int(os.environ.get("MLOPS_SANDBOX_VM_MEMORY_MB", "2048"))
 CPUS = int(os.environ.get("MLOPS_SANDBOX_VM_CPUS", "2"))
 DATA_DISK_SIZE = "8G"
+DATA_DISK_DEVICE = "/dev/disk/by-id/virtio-mlops-data"
+# The sandbox's boot loader is QEMU: it passes what GRUB would (audit from boot, for the audit role).
+KERNEL_ARGS = "audit=1 audit_backlog_limit=8192"
 
 
 def ensure_image(image: Image, log) -> None:
@@ -82,9 +85,9 @@ def start(sandbox: Sandbox, state: State, image: Image) -> None:
         seed = sandbox._seed(node, {"hostname": node.name + "\n",
                                     "network/20-private.network": _network_file(node)})
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "MLOPSSEED", "-d", str(seed), str(seed_img),
-                        "8M"], check=True)
+                        "8M"], check=True, stdout=subprocess.DEVNULL)
         append = (f"root=LABEL=mlops-root rw console=ttyS0 net.ifnames=0 mlops.seed=disk "
-                  f"systemd.hostname={node.name}")
+                  f"systemd.hostname={node.name} {KERNEL_ARGS}")
         cmd = [
             "qemu-system-x86_64", "-name", node.name,
             "-accel", "tcg,thread=multi", "-smp", str(CPUS), "-m", str(MEMORY_MB),

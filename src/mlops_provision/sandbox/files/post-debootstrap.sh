@@ -17,6 +17,17 @@ chmod 0755 /usr/local/sbin/mlops-seed
 systemctl enable mlops-seed.service systemd-networkd.service
 systemctl mask systemd-networkd-wait-online.service systemd-remount-fs.service \
     getty@tty1.service console-getty.service
+# Test hosts run under software emulation: skip documentation and man-db rebuilds, which
+# dominate dpkg time there. (A sandbox trait only: roles never rely on it.)
+cat > /etc/dpkg/dpkg.cfg.d/01-mlops-sandbox-nodoc <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+DPKG
+echo 'Acquire::Languages "none";' > /etc/apt/apt.conf.d/99-mlops-sandbox
+echo 'man-db man-db/auto-update boolean false' | debconf-set-selections
+rm -f /var/lib/man-db/auto-update
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 mkdir -p /var/lib/apt/lists/partial

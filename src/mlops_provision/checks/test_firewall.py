@@ -1,0 +1,67 @@
+"""Checks for the `firewall` role: our nftables table, loaded as written, default deny, probed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from mlops_provision.checks.conftest import peer_host
+
+
+def _table(node) -> str:
+    return node["firewall_table"]
+
+
+def test_nftables_enabled(host, kernel_node):
+    """nftables enabled at boot, stop removes only our table"""
+    assert host.service("nftables").is_enabled
+    dropin = host.file("/etc/systemd/system/nftables.service.d/mlops-provision.conf").content_string
+    assert f"delete table inet {_table(kernel_node)}" in dropin
+    assert "flush ruleset" not in host.file("/etc/nftables.conf").content_string
+
+
+def test_loaded_table_equals_file(host, kernel_node):
+    """loaded table equals the file on disk"""
+    table = _table(kernel_node)
+    path = f"/etc/nftables.d/{table}.nft"
+    live = host.run(f"nft -s list table inet {table}")
+    assert live.rc == 0, f"table inet {table} is not loaded: {live.stderr.strip()}"
+    ns = f"mlopschk{uuid.uuid4().hex[:8]}"
+    try:
+        host.check_output(f"ip netns add {ns}")
+        host.check_output(f"ip netns exec {ns} nft -f {path}")
+        fresh = host.check_output(f"ip netns exec {ns} nft -s list table inet {table}")
+    finally:
+        host.run(f"ip netns del {ns}")
+    assert live.stdout.strip() == fresh.strip(), "the loaded table differs from " + path
+
+
+def test_default_policy_drop(host, kernel_node):
+    """inbound default policy is drop"""
+    data = json.loads(host.check_output(f"nft -j list chain inet {_table(kernel_node)} input"))
+    chain = next(item["chain"] for item in data["nftables"] if "chain" in item)
+    assert chain["hook"] == "input" and chain["policy"] == "drop"
+
+
+def _dropped(host, table) -> int:
+    data = json.loads(host.check_output(f"nft -j list counter inet {table} input_dropped"))
+    return next(item["counter"]["packets"] for item in data["nftables"] if "counter" in item)
+
+
+def test_probe_from_another_node(host, kernel_node):
+    """from another node: closed port dropped, SSH accepted"""
+    peer = peer_host(kernel_node)
+    if peer is None:
+        pytest.skip("no other inventory node to probe from")
+    if peer.run("systemd-detect-virt --container").rc == 0:
+        pytest.skip("the other node is a container")
+    address = kernel_node.nodes[kernel_node.name]
+    before = _dropped(host, _table(kernel_node))
+    closed = peer.run(f"nc -z -w 3 {address} 9")
+    assert closed.rc != 0, f"port 9 on {address} answered"
+    assert "refused" not in (closed.stderr + closed.stdout).lower(), "closed port was rejected, not dropped"
+    assert _dropped(host, _table(kernel_node)) > before, "the drop was not counted"
+    ssh = peer.run(f"nc -z -w 5 {address} {kernel_node['firewall_ssh_port']}")
+    assert ssh.rc == 0, f"SSH on {address} not reachable from the other node: {ssh.stderr.strip()}"

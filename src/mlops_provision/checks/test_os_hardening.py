@@ -1,0 +1,80 @@
+"""Checks for the `os_hardening` role: effective sshd settings, SSH logins, sysctls, modules."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+
+def _sshd(host) -> dict[str, str]:
+    out = host.check_output("sshd -T -C user=root,host=localhost,addr=127.0.0.1")
+    return {k: v for k, _, v in (line.partition(" ") for line in out.splitlines())}
+
+
+def test_sshd_effective_config(host, node):
+    """sshd effective config is hardened"""
+    cfg = _sshd(host)
+    root = {"prohibit-password": "without-password"}.get(
+        node["os_hardening_ssh_permit_root_login"], node["os_hardening_ssh_permit_root_login"])
+    expected = {
+        "passwordauthentication": "no", "kbdinteractiveauthentication": "no",
+        "permitemptypasswords": "no", "permitrootlogin": root, "x11forwarding": "no",
+        "allowtcpforwarding": "no", "maxauthtries": str(node["os_hardening_ssh_max_auth_tries"]),
+        "logingracetime": str(node["os_hardening_ssh_login_grace_time"]),
+        "ciphers": ",".join(node["os_hardening_ssh_ciphers"]),
+        "macs": ",".join(node["os_hardening_ssh_macs"]),
+        "kexalgorithms": ",".join(node["os_hardening_ssh_kex"]),
+    }
+    wrong = {k: (cfg.get(k), v) for k, v in expected.items() if cfg.get(k) != v}
+    assert not wrong, f"sshd -T differs (got, expected): {wrong}"
+
+
+def test_ssh_forwarding_for_ml_users(host, node):
+    """ML users may forward local ports"""
+    conf = host.file("/etc/ssh/sshd_config").content_string
+    assert f"Match Group {node['os_hardening_ssh_forwarding_group']}" in conf
+    assert host.group(node["os_hardening_ssh_forwarding_group"]).exists
+
+
+def _ssh_args(node) -> list[str] | None:
+    addr, port = node.vars.get("ansible_host"), node.vars.get("ansible_port", 22)
+    if not addr:
+        return None
+    args = ["ssh", "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=10", "-o", "BatchMode=yes"]
+    if node.vars.get("ansible_ssh_private_key_file"):
+        args += ["-i", node.vars["ansible_ssh_private_key_file"]]
+    return [*args, f"{node.vars.get('ansible_user', 'root')}@{addr}"]
+
+
+def test_password_login_refused_key_login_works(node):
+    """password login refused, key login works"""
+    args = _ssh_args(node)
+    if args is None:
+        pytest.skip("no ansible_host: cannot reach sshd from the admin machine")
+    key = subprocess.run([*args, "true"], capture_output=True, text=True, timeout=60)
+    assert key.returncode == 0, f"key login failed: {key.stderr.strip()}"
+    no_key = ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"]
+    pw = subprocess.run([*args[:-1], *no_key, args[-1], "true"], capture_output=True, text=True, timeout=60)
+    assert pw.returncode != 0, "login without a key succeeded"
+    assert "Permission denied (publickey)" in pw.stderr, f"sshd offers more than publickey: {pw.stderr.strip()}"
+
+
+def test_sysctl_effective_values(host, kernel_node):
+    """kernel parameters have their effective values"""
+    wrong = {}
+    for key, value in kernel_node["os_hardening_sysctl"].items():
+        got = host.run(f"sysctl -n {key}")
+        if got.rc != 0 or got.stdout.split() != str(value).split():
+            wrong[key] = (got.stdout.strip() or got.stderr.strip(), value)
+    assert not wrong, f"sysctl -n differs (got, expected): {wrong}"
+
+
+def test_modules(host, kernel_node):
+    """platform modules loaded, unused ones blacklisted"""
+    missing = [m for m in kernel_node["os_hardening_modules_load"] if not host.file(f"/sys/module/{m}").exists]
+    assert not missing, f"modules not loaded: {missing}"
+    loadable = [m for m in kernel_node["os_hardening_blacklisted_modules"]
+                if "/bin/false" not in host.run(f"modprobe -n -v {m}").stdout]
+    assert not loadable, f"modules not blacklisted: {loadable}"

@@ -56,7 +56,8 @@ def test_converge_then_verify_everything(inventory, converged):
                       "from another node: closed port dropped, SSH accepted",
                       "a change to /etc/passwd produces an identity event",
                       "loaded audit rules equal the rules on disk", "kernel parameters have their effective values",
-                      "password login refused, key login works", "every key is escrowed, vault-encrypted, on the admin machine"):
+                      "password login refused, key login works",
+                      "every key is escrowed, vault-encrypted, on the admin machine"):
             assert (node, check) in passed, (node, check)
 
 
@@ -99,10 +100,12 @@ def test_lockout_cidr_refused_before_any_change(inventory, converged):
     ("/dev/disk/by-label/MLOPSSEED", "already holds TYPE=ext4"),
 ])
 def test_bad_devices_refused_before_any_write(inventory, converged, device, expected):
-    before = ssh(inventory, "node2", "blkid -p -o export /dev/disk/by-label/MLOPSSEED; ls /etc/mlops-provision/luks-keys").stdout
+    state = "blkid -p -o export /dev/disk/by-label/MLOPSSEED; ls /etc/mlops-provision/luks-keys"
+    before = ssh(inventory, "node2", state).stdout
 
     def bad_volume(data):
-        data["all"]["vars"]["disk_encryption_volumes"] = [{"name": "scratch", "device": device, "mountpoint": "/srv/scratch"}]
+        data["all"]["vars"]["disk_encryption_volumes"] = [
+            {"name": "scratch", "device": device, "mountpoint": "/srv/scratch"}]
 
     res = mp("up", "-i", variant(inventory, f"baddev{len(device)}", bad_volume), "--limit", "node2",
              "--tags", "disk_encryption", "--output", "json")
@@ -110,7 +113,7 @@ def test_bad_devices_refused_before_any_write(inventory, converged, device, expe
     node2 = by_host(res.json())["node2"]
     assert expected in node2["message"] and "Nothing was written" in node2["message"], node2["message"]
     assert node2["changed"] == 0
-    after = ssh(inventory, "node2", "blkid -p -o export /dev/disk/by-label/MLOPSSEED; ls /etc/mlops-provision/luks-keys").stdout
+    after = ssh(inventory, "node2", state).stdout
     assert after == before
 
 
@@ -120,3 +123,14 @@ def test_invalid_cidr_is_bad_input(inventory):
 
     res = mp("up", "-i", variant(inventory, "badcidr", bad_cidr))
     assert res.rc == 2 and "mlops_admin_cidrs" in res.stderr
+
+
+def test_lynis_hardening_index_is_reported(inventory, converged):
+    res = mp("verify", "-i", inventory, "--limit", "node1", "--compliance", "-k", "lynis", "--lynis-min-index", "0",
+             "--output", "json", timeout=1800)
+    results = res.json()["results"]
+    assert res.rc == 0, results
+    lynis = next(r for r in results if r["check"] == "Lynis hardening index meets the target")
+    index = int(lynis["message"].split("lynis_hardening_index=")[1].split(";")[0])
+    print(f"\n[lynis] node1 hardening index after hardening: {index}")
+    assert 0 < index <= 100

@@ -154,6 +154,20 @@ import yaml  # noqa: E402
 yaml.SafeDumper.add_representer(_VaultTag, _vault_representer)
 
 
+def test_compliance_reports_the_lynis_index(inventory, first_up):
+    # Lynis takes minutes per node under TCG; on a container it shows that --compliance works.
+    res = mp("verify", "-i", inventory, "--limit", "node1", "--compliance", "-k", "lynis", "--lynis-min-index", "0",
+             "--output", "json", timeout=1800)
+    results = res.json()["results"]
+    assert res.rc == 0, results
+    lynis = next(r for r in results if r["check"] == "Lynis hardening index meets the target")
+    index = int(lynis["message"].split("lynis_hardening_index=")[1].split(";")[0])
+    print(f"\n[lynis] node1 (container) hardening index: {index}")
+    assert 0 < index <= 100
+    plain = mp("verify", "-i", inventory, "--limit", "node1", "-k", "lynis", "--output", "json")
+    assert plain.json()["results"] == [] and plain.rc == 1, "without --compliance Lynis must not run"
+
+
 def test_container_names_are_site_scoped(inventory):
     box = Sandbox(inventory.parent.parent.parent)
     names = {container_name(box, n) for n in box.state().nodes}

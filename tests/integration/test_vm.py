@@ -124,13 +124,3 @@ def test_invalid_cidr_is_bad_input(inventory):
     res = mp("up", "-i", variant(inventory, "badcidr", bad_cidr))
     assert res.rc == 2 and "mlops_admin_cidrs" in res.stderr
 
-
-def test_lynis_hardening_index_is_reported(inventory, converged):
-    res = mp("verify", "-i", inventory, "--limit", "node1", "--compliance", "-k", "lynis", "--lynis-min-index", "0",
-             "--output", "json", timeout=1800)
-    results = res.json()["results"]
-    assert res.rc == 0, results
-    lynis = next(r for r in results if r["check"] == "Lynis hardening index meets the target")
-    index = int(lynis["message"].split("lynis_hardening_index=")[1].split(";")[0])
-    print(f"\n[lynis] node1 hardening index after hardening: {index}")
-    assert 0 < index <= 100

@@ -78,3 +78,17 @@ def test_modules(host, kernel_node):
     loadable = [m for m in kernel_node["os_hardening_blacklisted_modules"]
                 if "/bin/false" not in host.run(f"modprobe -n -v {m}").stdout]
     assert not loadable, f"modules not blacklisted: {loadable}"
+
+
+def test_login_defs_and_core_dumps(host, node):
+    """password aging, hashing, umask and core dump limits set"""
+    import re
+
+    text = host.file("/etc/login.defs").content_string
+    active = dict(re.findall(r"^(\w+)\s+(\S+)", text, re.M))
+    wanted = {"UMASK": node["os_hardening_umask"], **node["os_hardening_login_defs"]}
+    wrong = {k: (active.get(k), v) for k, v in wanted.items() if active.get(k) != str(v)}
+    assert not wrong, f"/etc/login.defs differs (got, expected): {wrong}"
+    if node["os_hardening_disable_core_dumps"]:
+        limits = host.file("/etc/security/limits.d/60-mlops-provision-core.conf")
+        assert limits.exists and "* hard core 0" in limits.content_string, "core dumps are not forbidden"

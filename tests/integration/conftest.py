@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mlops_provision.sandbox import missing_host_packages
+from mlops_provision.sandbox import Sandbox, missing_host_packages
 from tests.conftest import mp
 
 
@@ -40,6 +41,13 @@ def variant(inventory: Path, name: str, edit) -> Path:
     path = site / "inventory.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def node_ssh(inventory: Path, node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command on a sandbox node over the sandbox's own SSH key (not through Ansible)."""
+    box = Sandbox(inventory.parent.parent.parent)
+    target = next(n for n in box.state().nodes if n.name == node)
+    return subprocess.run([*box.ssh_command(target), command], check=check, capture_output=True, text=True)
 
 
 def by_host(summary: dict) -> dict[str, dict]:

@@ -3,7 +3,6 @@ an unreachable host, and secrets kept out of every record."""
 
 from __future__ import annotations
 
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from mlops_provision.sandbox.containers import container_name
 from mlops_provision.sandbox.core import Sandbox, free_port
 from tests.conftest import mp
-from tests.integration.conftest import bring_up, by_host, tear_down, variant
+from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant
 
 pytestmark = pytest.mark.integration
 NODES = ["node1", "node2", "node3"]
@@ -79,15 +78,9 @@ def test_human_output_has_per_host_table(inventory, first_up):
     assert "run record:" in res.stdout
 
 
-def _ssh(inventory: Path, node: str, command: str) -> None:
-    box = Sandbox(inventory.parent.parent.parent)
-    target = next(n for n in box.state().nodes if n.name == node)
-    subprocess.run([*box.ssh_command(target), command], check=True)
-
-
 def test_broken_nodes_fail_verify_then_up_repairs(inventory, first_up):
-    _ssh(inventory, "node2", "systemctl stop chrony")
-    _ssh(inventory, "node3", "rm -f /usr/local/share/ca-certificates/mlops-provision/*.crt")
+    node_ssh(inventory, "node2", "systemctl stop chrony")
+    node_ssh(inventory, "node3", "rm -f /usr/local/share/ca-certificates/mlops-provision/*.crt")
     res = mp("verify", "-i", inventory, "--output", "json")
     assert res.rc == 1
     failed = {(r["host"], r["check"]) for r in res.json()["results"] if r["outcome"] == "failed"}

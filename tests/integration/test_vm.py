@@ -4,13 +4,10 @@ encryption that is real, and bad input stopped before any change."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from mlops_provision.sandbox.core import Sandbox
 from tests.conftest import mp
-from tests.integration.conftest import bring_up, by_host, tear_down, variant
+from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 NODES = ["node1", "node2"]
@@ -24,12 +21,6 @@ def inventory(tmp_path_factory):
     tear_down(site)
 
 
-def ssh(inventory, node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
-    box = Sandbox(inventory.parent.parent.parent)
-    target = next(n for n in box.state().nodes if n.name == node)
-    return subprocess.run([*box.ssh_command(target), command], check=check, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def converged(inventory):
     res = mp("up", "-i", inventory, "--output", "json", timeout=2400)
@@ -39,9 +30,9 @@ def converged(inventory):
 
 def test_vms_are_real_machines(inventory):
     for node in NODES:
-        assert ssh(inventory, node, "systemd-detect-virt --vm").stdout.strip() == "qemu"
-        assert "mlops-data" in ssh(inventory, node, "ls /dev/disk/by-id/").stdout
-    assert "10.213.8.12/24" in ssh(inventory, "node2", "ip -br addr show eth1").stdout
+        assert node_ssh(inventory, node, "systemd-detect-virt --vm").stdout.strip() == "qemu"
+        assert "mlops-data" in node_ssh(inventory, node, "ls /dev/disk/by-id/").stdout
+    assert "10.213.8.12/24" in node_ssh(inventory, "node2", "ip -br addr show eth1").stdout
 
 
 def test_converge_then_verify_everything(inventory, converged):
@@ -69,15 +60,15 @@ def test_second_converge_changes_nothing(inventory, converged):
 
 def test_encryption_is_real(inventory, converged):
     marker = "mlops-provision-marker-5d41402abc4b2a76"
-    ssh(inventory, "node1", f"echo {marker} > /srv/mlops/marker.txt && sync && echo 3 > /proc/sys/vm/drop_caches")
-    decrypted = ssh(inventory, "node1", f"grep -a -c {marker} /dev/mapper/mlops-data", check=False)
-    raw = ssh(inventory, "node1", f"grep -a -c {marker} /dev/disk/by-id/virtio-mlops-data", check=False)
+    node_ssh(inventory, "node1", f"echo {marker} > /srv/mlops/marker.txt && sync && echo 3 > /proc/sys/vm/drop_caches")
+    decrypted = node_ssh(inventory, "node1", f"grep -a -c {marker} /dev/mapper/mlops-data", check=False)
+    raw = node_ssh(inventory, "node1", f"grep -a -c {marker} /dev/disk/by-id/virtio-mlops-data", check=False)
     assert decrypted.stdout.strip() not in ("", "0"), "the marker is not on the decrypted device"
     assert raw.stdout.strip() == "0", "the marker is readable on the raw device"
 
 
 def _table(inventory, node):
-    return ssh(inventory, node, "nft -s list table inet mlops_host").stdout
+    return node_ssh(inventory, node, "nft -s list table inet mlops_host").stdout
 
 
 def test_lockout_cidr_refused_before_any_change(inventory, converged):
@@ -101,7 +92,7 @@ def test_lockout_cidr_refused_before_any_change(inventory, converged):
 ])
 def test_bad_devices_refused_before_any_write(inventory, converged, device, expected):
     state = "blkid -p -o export /dev/disk/by-label/MLOPSSEED; ls /etc/mlops-provision/luks-keys"
-    before = ssh(inventory, "node2", state).stdout
+    before = node_ssh(inventory, "node2", state).stdout
 
     def bad_volume(data):
         data["all"]["vars"]["disk_encryption_volumes"] = [
@@ -113,7 +104,7 @@ def test_bad_devices_refused_before_any_write(inventory, converged, device, expe
     node2 = by_host(res.json())["node2"]
     assert expected in node2["message"] and "Nothing was written" in node2["message"], node2["message"]
     assert node2["changed"] == 0
-    after = ssh(inventory, "node2", state).stdout
+    after = node_ssh(inventory, "node2", state).stdout
     assert after == before
 
 

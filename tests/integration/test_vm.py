@@ -1,6 +1,7 @@
 """End to end on two sandbox QEMU VMs (TCG, a real kernel): base + hardening converge and
-verify (LUKS, nftables probed from the other VM, auditd, sshd, sysctls), idempotence,
-encryption that is real, and bad input stopped before any change."""
+verify (LUKS, nftables probed from the other VM, auditd, sshd, sysctls), encryption that is
+real, and bad input stopped before any change. Idempotence and a reboot on a VM are the
+Molecule scenario molecule/vm (each converge costs minutes under TCG)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,6 @@ def test_converge_then_verify_everything(inventory, converged):
                       "password login refused, key login works",
                       "every key is escrowed, vault-encrypted, on the admin machine"):
             assert (node, check) in passed, (node, check)
-
-
-def test_second_converge_changes_nothing(inventory, converged):
-    res = mp("up", "-i", inventory, "--output", "json", timeout=1800)
-    assert res.rc == 0, res.stdout + res.stderr
-    assert {h["host"]: h["changed"] for h in res.json()["hosts"]} == dict.fromkeys(NODES, 0)
 
 
 def test_encryption_is_real(inventory, converged):

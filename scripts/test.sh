@@ -20,4 +20,5 @@ echo "== pytest (unit + integration)"
 pytest tests
 
 echo "== molecule"
-molecule test --all
+# molecule/vm (hardening on a VM with a reboot) is not run here yet: see docs/roles.md.
+molecule test -s default

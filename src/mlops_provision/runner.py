@@ -6,6 +6,7 @@ import fnmatch
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -106,9 +107,9 @@ class RunTracker:
     @staticmethod
     def _why(res: dict) -> str:
         msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
-        if not msg and res.get("results"):
-            msgs = [r.get("msg", "") for r in res["results"] if isinstance(r, dict) and r.get("failed")]
-            msg = "; ".join(m for m in msgs if m)
+        items = [r for r in res.get("results") or [] if isinstance(r, dict) and r.get("failed")]
+        if items:  # a loop: the per-item reasons say more than "One or more items failed"
+            msg = "; ".join(str(r.get("msg") or r.get("stderr") or "") for r in items) or msg
         return " ".join(str(msg).split())[:500]
 
     def handle(self, event: dict) -> bool:
@@ -188,6 +189,9 @@ def ansible_env(vault_password_file: Path | None = None) -> dict[str, str]:
         "ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "False",
         "ANSIBLE_NO_TARGET_SYSLOG": "True",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        # ansible-playbook, ansible-inventory and pytest come from the environment this tool is
+        # installed in, also when it is called as .venv/bin/mlops-provision without activation.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
     }
     if vault_password_file:
         env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(Path(vault_password_file).resolve())

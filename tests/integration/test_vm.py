@@ -54,12 +54,25 @@ def test_converge_then_verify_everything(inventory, converged):
 
 
 def test_encryption_is_real(inventory, converged):
+    """The marker's own block: plaintext through the mapping, ciphertext at the same place on the disk."""
     marker = "mlops-provision-marker-5d41402abc4b2a76"
-    node_ssh(inventory, "node1", f"echo {marker} > /srv/mlops/marker.txt && sync && echo 3 > /proc/sys/vm/drop_caches")
-    decrypted = node_ssh(inventory, "node1", f"grep -a -c {marker} /dev/mapper/mlops-data", check=False)
-    raw = node_ssh(inventory, "node1", f"grep -a -c {marker} /dev/disk/by-id/virtio-mlops-data", check=False)
-    assert decrypted.stdout.strip() not in ("", "0"), "the marker is not on the decrypted device"
-    assert raw.stdout.strip() == "0", "the marker is readable on the raw device"
+    node_ssh(inventory, "node1", f"echo {marker} > /srv/mlops/marker.txt && sync")
+    where = node_ssh(inventory, "node1", "filefrag -v /srv/mlops/marker.txt | awk '$1 == \"0:\" {print $4}';"
+                     " stat -f -c %S /srv/mlops; dmsetup table mlops-data").stdout.split("\n")
+    block, block_size = int(where[0].rstrip(".")), int(where[1])
+    payload_sectors = int(where[2].split()[7])  # crypt target: start len crypt cipher key iv dev OFFSET
+    assert payload_sectors > 0 and block > 0, where
+
+    def read(device, offset_bytes):
+        cmd = (f"dd if={device} iflag=direct,skip_bytes bs={block_size} skip={offset_bytes} count=1 "
+               "status=none | od -An -v -tx1 | tr -d ' \\n'")
+        return bytes.fromhex(node_ssh(inventory, "node1", cmd).stdout.strip())
+
+    plain = read("/dev/mapper/mlops-data", block * block_size)
+    raw = read("/dev/disk/by-id/virtio-mlops-data", payload_sectors * 512 + block * block_size)
+    assert marker.encode() in plain, "the marker is not in its block on the decrypted device"
+    assert len(raw) == block_size and marker.encode() not in raw, "the marker is readable on the raw device"
+    assert raw != plain and raw.count(0) < block_size // 8, "the raw block is not ciphertext"
 
 
 def _table(inventory, node):

@@ -48,6 +48,7 @@ def test_tracker_counts_and_reasons():
 def test_failed_loop_items_give_their_messages():
     tracker = RunTracker(["a"], Scrubber([]))
     tracker.handle(_event("runner_on_failed", "a", task="t", res={
+        "msg": "One or more items failed",  # what ansible-core puts on top of a failed loop
         "results": [{"failed": False, "msg": "fine"}, {"failed": True, "msg": "item 2 broke"}]}))
     assert tracker.hosts["a"].message == "item 2 broke"
 

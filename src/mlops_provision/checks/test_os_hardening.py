@@ -43,8 +43,9 @@ def _ssh_args(node) -> list[str] | None:
         return None
     args = ["ssh", "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "ConnectTimeout=10", "-o", "BatchMode=yes"]
-    if node.vars.get("ansible_ssh_private_key_file"):
-        args += ["-i", node.vars["ansible_ssh_private_key_file"]]
+    key = node.vars.get("ansible_ssh_private_key_file") or node.vars.get("ansible_private_key_file")
+    if key:  # Ansible accepts both spellings (Molecule writes the second)
+        args += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
     return [*args, f"{node.vars.get('ansible_user', 'root')}@{addr}"]
 
 

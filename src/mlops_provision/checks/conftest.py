@@ -86,10 +86,16 @@ def node_for(host) -> Node:
         for other in inv.hosts:
             hv = inv.hostvars(other)
             nodes[other] = str(hv.get("mlops_node_address") or hv.get("ansible_host") or other)
-    context = {**merged, "inventory_hostname": name}
+    extra = {"inventory_hostname": name, "group_names": groups}
     if inv is not None:
-        context["inventory_dir"] = str(inv.path.resolve().parent)
-    merged = {k: _render(v, context) if k in role_keys else v for k, v in merged.items()}
+        extra["inventory_dir"] = str(inv.path.resolve().parent)
+    # A default may refer to another (mlflow_artifacts_dir -> mlflow_data_dir -> mlops_data_dir):
+    # render until nothing changes.
+    for _ in range(5):
+        rendered = {k: _render(v, {**merged, **extra}) if k in role_keys else v for k, v in merged.items()}
+        if rendered == merged:
+            break
+        merged = rendered
     in_container = host.run("systemd-detect-virt --container").rc == 0
     return Node(name=name, vars=merged, groups=groups, nodes=nodes, in_container=in_container)
 

@@ -1,0 +1,71 @@
+"""Checks for the `postgresql` role (hosts of group mlflow): the cluster runs where configured,
+listens only where told, waits for its data volume, and lets no one in without a password."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def pg(node):
+    if "mlflow" not in node.groups:
+        pytest.skip("not in group mlflow: no PostgreSQL here")
+    return node
+
+
+def _service(pg) -> str:
+    return pg["postgresql_os_service"].replace("{{ postgresql_cluster_name }}", pg["postgresql_cluster_name"])
+
+
+def _data_dir(pg) -> str:
+    if pg["postgresql_data_dir"]:
+        return pg["postgresql_data_dir"]
+    root = pg.vars.get("mlops_data_dir") or "/srv/mlops"
+    return f"{root}/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}"
+
+
+def listeners(host, port: int) -> set[str]:
+    """Local addresses with a TCP socket listening on ``port``."""
+    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
+    return {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
+
+
+def test_cluster_running(host, pg):
+    """PostgreSQL cluster active and enabled"""
+    svc = host.service(_service(pg))
+    assert svc.is_running, f"{_service(pg)} is not running"
+    assert svc.is_enabled, f"{_service(pg)} is not enabled at boot"
+
+
+def test_listens_only_where_configured(host, pg):
+    """PostgreSQL listens only on its configured addresses"""
+    found = listeners(host, pg["postgresql_port"])
+    assert found, f"nothing listens on port {pg['postgresql_port']}"
+    wanted = set(pg["postgresql_listen_addresses"])
+    assert found <= wanted, f"PostgreSQL listens on {sorted(found)}, configured: {sorted(wanted)}"
+
+
+def test_data_directory(host, pg):
+    """PostgreSQL data directory is the configured one, postgres-only"""
+    lines = host.check_output("pg_lsclusters --no-header").splitlines()
+    mine = [line.split() for line in lines
+            if line.split()[:2] == [pg["postgresql_os_version"], pg["postgresql_cluster_name"]]]
+    assert mine, f"no cluster {pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}: {lines}"
+    assert mine[0][5] == _data_dir(pg), f"the cluster's data is in {mine[0][5]}, expected {_data_dir(pg)}"
+    data = host.file(_data_dir(pg))
+    assert data.user == "postgres" and data.mode == 0o700, f"{data.path}: {data.user} {data.mode:o}"
+
+
+def test_waits_for_its_volume(host, pg):
+    """PostgreSQL waits for its data volume at boot"""
+    mounts = host.check_output(f"systemctl show -p RequiresMountsFor --value {_service(pg)}").split()
+    assert _data_dir(pg) in mounts, f"{_service(pg)} RequiresMountsFor={mounts}"
+
+
+def test_no_passwordless_network_access(host, pg):
+    """pg_hba.conf: no trust, network logins by SCRAM only"""
+    conf = host.file(f"/etc/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}/pg_hba.conf")
+    rules = [line.split() for line in conf.content_string.splitlines() if line.strip() and not line.startswith("#")]
+    assert rules, "pg_hba.conf has no rules"
+    assert not [r for r in rules if r[-1] in ("trust", "password", "md5")], f"weak rules: {rules}"
+    assert all(r[-1] in ("scram-sha-256", "reject") for r in rules if r[0].startswith("host")), rules

@@ -41,6 +41,14 @@ What is checked
   pair (port 22 by default) or a ``mlops_node_address``.
 * Vault: inline ``!vault`` values and whole vault-encrypted files must decrypt with the vault
   password (``vault_password_file`` or ``$ANSIBLE_VAULT_PASSWORD_FILE``).
+* Secrets a group's roles need (:data:`GROUP_SECRETS`, e.g. the MLflow admin and database
+  passwords for group ``mlflow``) are set for every host of the group, and vault-encrypted: an
+  inline ``!vault`` value, a value from a vault-encrypted file, or ``"{{ vault_x }}"`` naming
+  one of those. Login passwords (:data:`STRONG_PASSWORDS`) must be strong: at least
+  :data:`MIN_PASSWORD_LENGTH` characters, not a well-known password, not the user name.
+* Ports: on each host, the ``*_port`` variables of the roles it runs (:data:`GROUP_ROLES`; a
+  role's default counts when the inventory does not set the variable) are all different, except
+  those naming a port a role connects to (:data:`CLIENT_PORTS`).
 
 Variable precedence (:meth:`Inventory.hostvars`) is Ansible's default, lowest first: the
 ``all`` group's inline ``vars:``; the other groups' inline ``vars:``; ``group_vars/all``;
@@ -97,7 +105,37 @@ SITE_VARS: dict[str, dict[str, Any]] = {
                            "description": "The node's address on the cluster network."},
     "mlops_admin_cidrs": {"type": "list", "elements": "str", "format": "cidr",
                           "description": "Networks administrators connect from."},
+    "mlops_data_dir": {"type": "path",
+                       "description": "Where services keep their data (the encrypted volume's mount "
+                                      "point; default /srv/mlops)."},
 }
+
+#: The roles a host runs, by the groups it is in (playbooks/*.yml).
+GROUP_ROLES: dict[str, tuple[str, ...]] = {
+    "all": ("base", "os_hardening", "disk_encryption", "audit", "firewall"),
+    "mlflow": ("postgresql", "mlflow"),
+}
+#: Secrets every host of a group must have, vault-encrypted.
+GROUP_SECRETS: dict[str, tuple[str, ...]] = {
+    "mlflow": ("mlflow_admin_password", "mlflow_db_password"),
+}
+#: Passwords people log in with, checked for strength: password variable -> user name variable.
+STRONG_PASSWORDS: dict[str, str] = {"mlflow_admin_password": "mlflow_admin_username"}
+MIN_PASSWORD_LENGTH = 12
+#: Well-known passwords (defaults shipped by software, the most common choices), lower case.
+WEAK_PASSWORDS: frozenset[str] = frozenset({
+    "password1234", "password12345", "password123456", "passwordpassword", "123456789012",
+    "1234567890123", "12345678901234", "qwertyuiopas", "qwerty123456", "administrator",
+    "administrator1", "adminadminadmin", "admin1234567", "admin12345678", "changeme1234",
+    "changemechangeme", "letmein12345", "iloveyou1234", "welcome12345", "mlflow123456",
+    "mlflowmlflow", "mlflow-admin", "mlflowadmin123", "p@ssw0rd1234", "passw0rd1234",
+    "secretsecret", "default12345", "trustno12345",
+})
+#: ``*_port`` variables naming a port a role connects to, not one it listens on.
+CLIENT_PORTS: frozenset[str] = frozenset({"mlflow_db_port"})
+#: ``*_port`` variables of different roles naming the same service's port (sshd's: configured by
+#: os_hardening, opened by firewall): one service, so equal values are no clash.
+SHARED_PORTS: tuple[frozenset[str], ...] = (frozenset({"os_hardening_ssh_port", "firewall_ssh_port"}),)
 
 #: Variables whose values are secrets (scrubbed from logs), besides every vault plaintext.
 SECRET_VARS: frozenset[str] = frozenset({
@@ -110,6 +148,7 @@ NO_VAULT_PASSWORD = ("is encrypted with ansible-vault but no vault password was 
 BAD_VAULT_PASSWORD = "cannot be decrypted with the given vault password"
 
 _VARS_EXTENSIONS = ("", ".yml", ".yaml", ".json")  # Ansible's search order for vars files
+_REFERENCE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _VAULT_HEADER = b"$ANSIBLE_VAULT;"
 
 
@@ -507,8 +546,10 @@ class _Validator:
         self.hosts: dict[str, _Host] = {}
         self.blocks: list[_Block] = []
         self.options: dict[str, tuple[str, dict[str, Any]]] = {}  # var -> (role, spec)
+        self.defaults: dict[str, dict[str, Any]] = {}  # role -> its defaults/main.yml
         self.vault: Any = None  # VaultLib, once a password is read
         self.vault_error: str | None = None
+        self.vault_failed = False  # a vault value or file could not be decrypted
         self._decrypted: dict[str, str | None] = {}
         self.secrets: set[str] = set()
         self.strict = True  # False: return what loaded despite problems (see load())
@@ -517,7 +558,9 @@ class _Validator:
 
     def problem(self, file: Path | str, where: str, key: Any, expected: str,
                 line: int | None = None) -> None:
-        self.problems.append(Problem(str(file), where, str(key), expected, line))
+        problem = Problem(str(file), where, str(key), expected, line)
+        if problem not in self.problems:  # a group's value is judged once per host
+            self.problems.append(problem)
 
     # -- main
 
@@ -542,6 +585,9 @@ class _Validator:
             self.check_block(block)
         hostvars = {h: self.merged(h) for h in sorted(self.hosts)}
         self.check_hosts(hostvars)
+        for host_name, hv in hostvars.items():
+            self.check_group_secrets(host_name, hv)
+            self.check_port_clashes(host_name, hv)
         self.collect_secrets()
         if self.problems and self.strict:
             order = {id(p): i for i, p in enumerate(self.problems)}
@@ -586,6 +632,7 @@ class _Validator:
             text = self.decrypt(raw.decode("ascii", "replace"))
             if text is None:
                 self.problem(file, where, "(whole file)", f"the file {self.vault_error}")
+                self.vault_failed = True
                 return _FAILED
         else:
             try:
@@ -636,6 +683,10 @@ class _Validator:
                 options = (entry or {}).get("options") if isinstance(entry, dict) else None
                 for name, opt in (options or {}).items():
                     self.options.setdefault(name, (role, opt if isinstance(opt, dict) else {}))
+            defaults = spec_file.parent.parent / "defaults" / "main.yml"
+            if defaults.is_file():
+                data = self.read_yaml(defaults, f"role '{role}'")
+                self.defaults[role] = data if isinstance(data, dict) else {}
 
     # -- vault
 
@@ -692,6 +743,7 @@ class _Validator:
             if isinstance(value, VaultValue):
                 value.plaintext = self.decrypt(value.ciphertext)
                 if value.plaintext is None:
+                    self.vault_failed = True
                     self.problem(block.file, block.where, key,
                                  f"the !vault value {self.vault_error}", value.line or line)
             elif isinstance(value, dict):
@@ -1013,6 +1065,91 @@ class _Validator:
                                      block.line("mlops_node_address"))
                     else:
                         seen_node[normal] = name
+
+    # -- rules of the groups' roles
+
+    def _source(self, hv: dict[str, tuple[Any, _Block]], key: str,
+                seen: tuple[str, ...] = ()) -> tuple[str, Any, _Block]:
+        """How ``key`` is set for a host: ("vault", plaintext, block), ("plain", value, block),
+        ("missing", referenced name, block) for a ``{{ name }}`` naming an unset variable, or
+        ("template", value, block) for an expression only Ansible can judge."""
+        value, block = hv[key]
+        if isinstance(value, VaultValue):
+            return "vault", value.plaintext, block
+        if block.vault_file:
+            return "vault", value, block
+        if _is_template(value):
+            ref = _REFERENCE.fullmatch(value.strip())
+            if ref and ref.group(1) not in seen:
+                name = ref.group(1)
+                if name not in hv:
+                    return "missing", name, block
+                return self._source(hv, name, (*seen, key))
+            return "template", value, block
+        return "plain", value, block
+
+    def check_group_secrets(self, host_name: str, hv: dict[str, tuple[Any, _Block]]) -> None:
+        host = self.hosts[host_name]
+        groups = self.all_groups_of(host_name)
+        for group in sorted(groups & set(GROUP_SECRETS)):
+            for key in GROUP_SECRETS[group]:
+                role = self.options.get(key, ("?",))[0]
+                how = (f"expected a vault-encrypted str (`ansible-vault encrypt_string --name {key}`, or "
+                       "a variable of a vault-encrypted file)")
+                if key not in hv:
+                    self.problem(self.inv, f"host '{host_name}'", key,
+                                 f"required for hosts in group '{group}' (role {role}): {how}", host.line)
+                    continue
+                kind, value, block = self._source(hv, key)
+                line = block.line(key)
+                if kind == "missing" and not self.vault_failed:  # else: likely in what failed to decrypt
+                    self.problem(block.file, block.where, key, f"refers to '{value}', which is not set: {how}",
+                                 line)
+                elif kind == "plain":
+                    self.problem(block.file, block.where, key,
+                                 f"is plain text: {how}; a password must never be written in clear", line)
+                elif kind == "vault" and isinstance(value, str) and key in STRONG_PASSWORDS:
+                    weak = self._weakness(value, hv, STRONG_PASSWORDS[key])
+                    if weak:
+                        self.problem(block.file, block.where, key,
+                                     f"is too weak ({weak}): expected at least {MIN_PASSWORD_LENGTH} "
+                                     "characters, not a well-known password, not the user name", line)
+
+    def _weakness(self, password: str, hv: dict[str, tuple[Any, _Block]], user_var: str) -> str:
+        role = self.options.get(user_var, ("",))[0]
+        user = _plain(hv[user_var][0]) if user_var in hv else self.defaults.get(role, {}).get(user_var)
+        if len(password) < MIN_PASSWORD_LENGTH:
+            return f"{len(password)} characters"
+        if password.lower() in WEAK_PASSWORDS or len(set(password)) == 1:
+            return "a well-known password"
+        if isinstance(user, str) and password.lower() == user.lower():
+            return "the same as the user name"
+        return ""
+
+    def check_port_clashes(self, host_name: str, hv: dict[str, tuple[Any, _Block]]) -> None:
+        roles = {r for g in self.all_groups_of(host_name) for r in GROUP_ROLES.get(g, ())}
+        ports: dict[int, list[str]] = {}
+        for name, (role, _spec) in sorted(self.options.items()):
+            if role not in roles or not name.endswith("_port") or name in CLIENT_PORTS:
+                continue
+            value = _plain(hv[name][0]) if name in hv else self.defaults.get(role, {}).get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                ports.setdefault(value, []).append(name)
+        for port, names in sorted(ports.items()):
+            services = {next((min(s) for s in SHARED_PORTS if n in s), n) for n in names}
+            if len(services) < 2:
+                continue
+            for name in names:
+                others = ", ".join(f"{o} (role {self.options[o][0]})" for o in names if o != name)
+                msg = (f"port {port} is also {others} on host '{host_name}': expected each service a "
+                       "host runs to have its own port")
+                if name in hv:
+                    block = hv[name][1]
+                    self.problem(block.file, block.where, name, msg, block.line(name))
+            if not any(n in hv for n in names):  # two roles' defaults: a defect of the roles
+                self.problem(self.inv, f"host '{host_name}'", names[0],
+                             f"port {port} is the default of {', '.join(names)}: expected different ports",
+                             self.hosts[host_name].line)
 
     def collect_secrets(self) -> None:
         def walk(value: Any, secret: bool) -> None:

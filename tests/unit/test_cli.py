@@ -69,7 +69,8 @@ def test_limit_matching_nothing_is_bad_input(tmp_path: Path):
 
 
 def test_valid_example_site():
-    res = mp("validate", "-i", "inventories/example")
+    res = mp("validate", "-i", "inventories/example",
+             "--vault-password-file", "inventories/example/example-vault-password")
     assert res.rc == 0, res.stderr
     assert "4 host(s)" in res.stdout
 

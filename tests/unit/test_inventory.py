@@ -19,8 +19,11 @@ from mlops_provision.inventory import (
     Problem,
     load,
 )
+from mlops_provision.sandbox.core import InventoryDumper as VaultDumper
+from mlops_provision.sandbox.core import VaultText
 
 EXAMPLE = paths.project_root() / "inventories" / "example"
+EXAMPLE_VAULT = EXAMPLE / "example-vault-password"
 
 # A minimal valid site; the cases below break it one way at a time.
 HOSTS = """\
@@ -82,6 +85,11 @@ def inline_vault(plaintext: str, password: bytes = b"pw", indent: int = 6) -> st
     """A `!vault |` block scalar whose body is indented by ``indent`` spaces."""
     body = textwrap.indent(vault_text(plaintext, password), " " * indent)
     return "!vault |\n" + body
+
+
+# The secrets group mlflow requires, vault-encrypted with b"pw", as inventory variables.
+MLFLOW_SECRETS = {"mlflow_admin_password": VaultText(vault_text("Tr0ub4dor-and-3")),
+                  "mlflow_db_password": VaultText(vault_text("db-s3cret"))}
 
 
 def write_site(root: Path, files: dict[str, str]) -> Path:
@@ -344,7 +352,7 @@ def test_secret_values_stay_out_of_problems(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- valid inputs
 
 def test_example_site_is_valid() -> None:
-    inv = load(EXAMPLE)
+    inv = load(EXAMPLE, vault_password_file=EXAMPLE_VAULT)
     assert isinstance(inv, Inventory)
     assert inv.path == EXAMPLE / "hosts.yml"
     assert inv.site_dir == EXAMPLE
@@ -359,13 +367,16 @@ def test_example_site_is_valid() -> None:
     assert cp1["ansible_become"] is True
     assert cp1["mlops_admin_cidrs"] == ["192.0.2.0/24"]
     assert cp1["base_extra_ca_certificates"] == []
-    assert inv.secrets() == set()
+    # the MLflow secrets come from the vault file of group mlflow, through vault_* variables
+    assert cp1["mlflow_admin_password"] == "{{ vault_mlflow_admin_password }}"
+    assert cp1["vault_mlflow_admin_password"] in inv.secrets()
+    assert "vault_mlflow_db_password" not in inv.hostvars("gpu1")
 
 
 def test_example_uses_documentation_addresses() -> None:
     import ipaddress
 
-    inv = load(EXAMPLE)
+    inv = load(EXAMPLE, vault_password_file=EXAMPLE_VAULT)
     docs = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24",
                                               "203.0.113.0/24")]
     for host in inv.hosts:
@@ -375,7 +386,8 @@ def test_example_uses_documentation_addresses() -> None:
 
 
 def test_sandbox_style_inventory_is_valid(tmp_path: Path) -> None:
-    """All hosts on 127.0.0.1, told apart by port, as `sandbox up` writes them."""
+    """All hosts on 127.0.0.1, told apart by port, vault-encrypted MLflow secrets, as `sandbox up`
+    writes them."""
     nodes = {"cp1": 2201, "gpu1": 2202, "cpu1": 2203}
     inventory = {"all": {
         "hosts": {n: {"ansible_host": "127.0.0.1", "ansible_port": port,
@@ -385,13 +397,14 @@ def test_sandbox_style_inventory_is_valid(tmp_path: Path) -> None:
                  "ansible_ssh_common_args": "-o StrictHostKeyChecking=no",
                  "base_extra_ca_certificates": ["/etc/ssl/a.pem"]},
         "children": {"control_plane": {"hosts": {"cp1": None}},
-                     "mlflow": {"hosts": {"cp1": None}},
+                     "mlflow": {"hosts": {"cp1": None}, "vars": MLFLOW_SECRETS},
                      "gpu_workers": {"hosts": {"gpu1": None}},
                      "cpu_workers": {"hosts": {"cpu1": None}}},
     }}
     path = tmp_path / "inventory.yml"
-    path.write_text("# header comment\n" + yaml.safe_dump(inventory, sort_keys=False))
-    inv = load(path)
+    path.write_text("# header comment\n" + yaml.dump(inventory, Dumper=VaultDumper, sort_keys=False))
+    (tmp_path / "pw").write_text("pw\n")
+    inv = load(path, vault_password_file=tmp_path / "pw")
     assert inv.path == path
     assert inv.hostvars("gpu1")["ansible_port"] == 2202
     assert inv.groups["ungrouped"] == []
@@ -422,6 +435,8 @@ all:
         mlflow:
           vars:
             base_apt_mirror: mlflow-inline
+            mlflow_admin_password: {inline_vault('Tr0ub4dor-and-3', indent=14)}
+            mlflow_db_password: {inline_vault('db-s3cret', indent=14)}
           hosts:
             mlf1:
               ansible_host: 192.0.2.12
@@ -439,8 +454,9 @@ all:
         "group_vars/control_plane/a.yml": f"---\n{var}: cp-file-a\n",
         "group_vars/control_plane/b.yml": f"---\n{var}: cp-file-b\n",
         "host_vars/cp1/main.yml": f"---\n{var}: host-file\n",
+        "pw": "pw\n",
     })
-    inv = load(site)
+    inv = load(site, vault_password_file=site / "pw")
     assert inv.hostvars("cp1")[var] == "host-file"
     assert inv.hostvars("mlf1")[var] == "cp-file-b"  # later file in the group's directory wins
     assert inv.hostvars("gpu1")[var] == "all-file"
@@ -581,3 +597,134 @@ all:
 def test_site_vars_are_typed() -> None:
     for name, spec in SITE_VARS.items():
         assert spec["type"] in {"str", "int", "bool", "list", "dict", "path", "float", "raw"}, name
+
+
+# --------------------------------------------------------------------------- group mlflow
+
+# HOSTS plus an MLflow host whose group gives it the secrets it needs (``vars`` is replaced).
+MLFLOW_HOSTS = HOSTS + """\
+    mlflow:
+      hosts:
+        mlf1:
+          ansible_host: 192.0.2.31
+          mlops_node_address: 198.51.100.31
+      vars:
+{vars}
+"""
+
+
+def mlflow_site(tmp_path: Path, *lines: str, admin: str = "Tr0ub4dor-and-3", db: str | None = "db-s3cret",
+                files: dict[str, str] | None = None) -> Path:
+    """A site with group mlflow; ``admin``/``db`` None leave a secret out, lines add group vars."""
+    body = [f"mlflow_admin_password: {inline_vault(admin, indent=10)}"] if admin is not None else []
+    body += [f"mlflow_db_password: {inline_vault(db, indent=10)}"] if db is not None else []
+    body += list(lines)
+    text = MLFLOW_HOSTS.format(vars="\n".join("        " + b for b in body) or "        {}")
+    return write_site(tmp_path, {"hosts.yml": text, "pw": "pw\n", **(files or {})})
+
+
+def mlflow_problems(site: Path) -> list[Problem]:
+    return problems_of(site, vault_password_file=site / "pw")
+
+
+def test_mlflow_secrets_valid(tmp_path: Path) -> None:
+    site = mlflow_site(tmp_path)
+    inv = load(site, vault_password_file=site / "pw")
+    assert inv.hostvars("mlf1")["mlflow_admin_password"] == "Tr0ub4dor-and-3"
+    assert "Tr0ub4dor-and-3" in inv.secrets() and "db-s3cret" in inv.secrets()
+
+
+def test_mlflow_secrets_required_for_group_mlflow_only(tmp_path: Path) -> None:
+    problems = mlflow_problems(mlflow_site(tmp_path, admin=None, db=None))
+    for key in ("mlflow_admin_password", "mlflow_db_password"):
+        p = find(problems, "hosts.yml", key, "required for hosts in group 'mlflow' (role mlflow)")
+        assert p.where == "host 'mlf1'" and "ansible-vault encrypt_string" in p.expected
+    assert {p.where for p in problems} == {"host 'mlf1'"}, "hosts outside group mlflow need no secrets"
+
+
+def test_mlflow_plain_text_password_is_rejected_without_showing_it(tmp_path: Path) -> None:
+    site = mlflow_site(tmp_path, "mlflow_admin_password: Plain-Text-Passw0rd", admin=None)
+    p = find(mlflow_problems(site), "hosts.yml", "mlflow_admin_password", "is plain text")
+    assert p.where == "group 'mlflow'" and p.line is not None
+    assert "Plain-Text-Passw0rd" not in str(p)
+
+
+@pytest.mark.parametrize(("password", "user", "why"), [
+    ("password1234", None, "a well-known password"),
+    ("PASSWORD1234", None, "a well-known password"),
+    ("aaaaaaaaaaaaaaaa", None, "a well-known password"),
+    ("short-pw", None, "8 characters"),
+    ("mlflow-superuser", "mlflow-superuser", "the same as the user name"),
+])
+def test_mlflow_weak_admin_password(tmp_path: Path, password: str, user: str | None, why: str) -> None:
+    lines = [f"mlflow_admin_username: {user}"] if user else []
+    site = mlflow_site(tmp_path, *lines, admin=password)
+    p = find(mlflow_problems(site), "hosts.yml", "mlflow_admin_password", f"is too weak ({why})")
+    assert "at least 12 characters" in p.expected
+    assert password not in str(p) and password.lower() not in str(p).lower()
+
+
+def test_mlflow_secret_through_a_vault_file(tmp_path: Path) -> None:
+    refs = ['mlflow_admin_password: "{{ vault_admin }}"', 'mlflow_db_password: "{{ vault_db }}"']
+    vault = vault_text("---\nvault_admin: Tr0ub4dor-and-3\nvault_db: db-s3cret\n")
+    site = mlflow_site(tmp_path, *refs, admin=None, db=None, files={"group_vars/mlflow/vault.yml": vault})
+    assert load(site, vault_password_file=site / "pw").hostvars("mlf1")["vault_db"] == "db-s3cret"
+
+
+def test_mlflow_secret_through_a_plain_or_missing_variable(tmp_path: Path) -> None:
+    refs = ['mlflow_admin_password: "{{ vault_admin }}"', 'mlflow_db_password: "{{ vault_db }}"']
+    plain = "---\nvault_admin: Tr0ub4dor-and-3\n"
+    site = mlflow_site(tmp_path, *refs, admin=None, db=None, files={"group_vars/mlflow/vault.yml": plain})
+    problems = mlflow_problems(site)
+    find(problems, "vault.yml", "mlflow_admin_password", "is plain text")
+    find(problems, "hosts.yml", "mlflow_db_password", "refers to 'vault_db', which is not set")
+
+
+def test_mlflow_weak_password_through_a_vault_file(tmp_path: Path) -> None:
+    vault = vault_text("---\nvault_admin: password1234\n")
+    site = mlflow_site(tmp_path, 'mlflow_admin_password: "{{ vault_admin }}"', admin=None,
+                       files={"group_vars/mlflow/vault.yml": vault})
+    find(mlflow_problems(site), "vault.yml", "mlflow_admin_password", "is too weak")
+
+
+@pytest.mark.parametrize(("line", "key", "other"), [
+    ("mlflow_port: 5432", "mlflow_port", "postgresql_port (role postgresql)"),
+    ("postgresql_port: 5000", "postgresql_port", "mlflow_port (role mlflow)"),
+    ("mlflow_https_port: 22", "mlflow_https_port", "firewall_ssh_port (role firewall)"),
+    ("mlflow_http_port: 443", "mlflow_http_port", "mlflow_https_port (role mlflow)"),
+])
+def test_port_clash_between_roles_of_a_host(tmp_path: Path, line: str, key: str, other: str) -> None:
+    p = find(mlflow_problems(mlflow_site(tmp_path, line)), "hosts.yml", key, other)
+    assert "on host 'mlf1'" in p.expected and "its own port" in p.expected
+    assert p.where == "group 'mlflow'" and p.line is not None
+
+
+def test_port_clash_only_among_roles_the_host_runs(tmp_path: Path) -> None:
+    # gpu1 and gpu2 run no PostgreSQL: mlflow_port 5432 set for every host clashes on mlf1 only
+    site = mlflow_site(tmp_path)
+    hosts = site / "hosts.yml"
+    hosts.write_text(add_all_var(hosts.read_text(), "mlflow_port: 5432"))
+    problems = mlflow_problems(site)
+    assert [p.key for p in problems] == ["mlflow_port"]
+    assert "on host 'mlf1'" in problems[0].expected
+
+
+def test_same_service_ports_and_client_ports_are_no_clash(tmp_path: Path) -> None:
+    site = mlflow_site(tmp_path, "firewall_ssh_port: 2222", "os_hardening_ssh_port: 2222",
+                       "mlflow_db_port: 5432")
+    assert load(site, vault_password_file=site / "pw").hostvars("mlf1")["mlflow_db_port"] == 5432
+
+
+def test_mlflow_problems_all_reported_at_once(tmp_path: Path) -> None:
+    site = mlflow_site(tmp_path, "mlflow_port: 5432", "mlflow_db_password: in-clear", admin="password1234", db=None)
+    problems = mlflow_problems(site)
+    assert {p.key for p in problems} == {"mlflow_admin_password", "mlflow_db_password", "mlflow_port"}
+
+
+def test_data_dir_is_a_site_variable(tmp_path: Path) -> None:
+    site = mlflow_site(tmp_path)
+    hosts = site / "hosts.yml"
+    hosts.write_text(add_all_var(hosts.read_text(), "mlops_data_dir: /srv/data"))
+    assert load(site, vault_password_file=site / "pw").hostvars("gpu1")["mlops_data_dir"] == "/srv/data"
+    hosts.write_text(add_all_var(MLFLOW_HOSTS.format(vars="        {}"), "mlops_data_dir: [/srv/data]"))
+    find(problems_of(site, vault_password_file=site / "pw"), "hosts.yml", "mlops_data_dir", "expected str (a path)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +30,15 @@ output_option = click.option("--output", type=click.Choice(["human", "json"]), d
                              show_default=True, help="Result format on stdout.")
 limit_option = click.option("--limit", "-l", default=None,
                             help="Hosts or groups to act on (Ansible --limit syntax).")
+
+
+def _vault_file(path: Path, vault_password_file: Path | None) -> Path | None:
+    """The vault password file to use: the one given, else a sandbox inventory's own."""
+    if vault_password_file is not None:
+        return vault_password_file
+    from mlops_provision.sandbox.core import sandbox_vault_password
+
+    return sandbox_vault_password(path)
 
 
 def _load_or_exit(path: Path, vault_password_file: Path | None, limit: str | None = None):
@@ -57,6 +67,7 @@ def main() -> None:
 @vault_option
 def validate(inventory_path: Path, vault_password_file: Path | None) -> None:
     """Check an inventory's structure and variables; contacts no host. Exit 2 if invalid."""
+    vault_password_file = _vault_file(inventory_path, vault_password_file)
     inventory = _load_or_exit(inventory_path, vault_password_file)
     click.echo(f"{inventory.path}: valid ({len(inventory.hosts)} host(s): {', '.join(inventory.hosts)})")
 
@@ -75,6 +86,7 @@ def up(inventory_path: Path, vault_password_file: Path | None, limit: str | None
     from mlops_provision.progress import Progress
     from mlops_provision.runner import run_playbook
 
+    vault_password_file = _vault_file(inventory_path, vault_password_file)
     inventory = _load_or_exit(inventory_path, vault_password_file, limit)
     with Progress(enabled=True) as progress:
         summary = run_playbook(inventory, verb="check" if check else "up", limit=limit, tags=tags,
@@ -105,6 +117,7 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
     from mlops_provision import reports
     from mlops_provision.verify import run_checks
 
+    vault_password_file = _vault_file(inventory_path, vault_password_file)
     inventory = _load_or_exit(inventory_path, vault_password_file, limit)
     err.print(f"verifying {len(hosts_matching(inventory, limit))} host(s)…")
     report = run_checks(inventory, limit=limit, vault_password_file=vault_password_file,
@@ -119,6 +132,81 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
         reports.print_verify(report)
         click.echo(report.counts_line())
     sys.exit(report.exit_code)
+
+
+@main.group("mlflow")
+def mlflow_group() -> None:
+    """Operate the MLflow tracking server (group mlflow): take and restore backups."""
+
+
+BACKUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _run_mlflow_playbook(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+                         playbook: str, verb: str, backup: str, output: str) -> None:
+    """Run one of the mlflow playbooks on the selected hosts of group mlflow, like `up`."""
+    import os
+
+    from mlops_provision import paths, reports
+    from mlops_provision.progress import Progress
+    from mlops_provision.runner import run_playbook
+
+    if not BACKUP_NAME.fullmatch(backup):
+        err.print(f"[bold red]invalid backup name {backup!r}[/]: expected letters, digits, '.', '_' and "
+                  "'-', starting with a letter or digit", highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    vault_password_file = _vault_file(inventory_path, vault_password_file)
+    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
+    targets = [h for h in hosts_matching(inventory, limit) if h in inventory.groups.get("mlflow", [])]
+    if not targets:
+        err.print(f"[bold red]no host of group mlflow{' matches --limit ' + repr(limit) if limit else ''} "
+                  f"in {inventory_path}[/]", highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    # The playbook reads the backup's name from the environment (ansible-runner passes it on).
+    os.environ["MLOPS_MLFLOW_BACKUP"] = backup
+    with Progress(enabled=True) as progress:
+        summary = run_playbook(inventory, verb=verb, playbook=paths.playbook(playbook),
+                               limit=",".join(targets), vault_password_file=vault_password_file,
+                               on_change=progress.update)
+    if output == "json":
+        click.echo(reports.run_json(summary))
+    else:
+        reports.print_run(summary)
+    if summary.exit_code == 0:
+        done = "taken" if verb == "mlflow-backup" else "restored"
+        err.print(f"backup {backup} {done} on {', '.join(targets)}", highlight=False, markup=False)
+    sys.exit(summary.exit_code)
+
+
+@mlflow_group.command("backup")
+@inventory_option
+@vault_option
+@limit_option
+@click.option("--name", default=None,
+              help="Name of the backup (default: the UTC time, e.g. 20260101T023000Z).")
+@output_option
+def mlflow_backup(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+                  name: str | None, output: str) -> None:
+    """Back up the MLflow server now: both databases and the artifact store."""
+    from datetime import UTC, datetime
+
+    name = name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    _run_mlflow_playbook(inventory_path, vault_password_file, limit, "mlflow-backup.yml",
+                         "mlflow-backup", name, output)
+
+
+@mlflow_group.command("restore")
+@inventory_option
+@vault_option
+@limit_option
+@click.option("--backup", "backup", required=True,
+              help="Name of the backup to restore (a directory in mlflow_backup_dir).")
+@output_option
+def mlflow_restore(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+                   backup: str, output: str) -> None:
+    """Restore a backup: stops MLflow, replaces both databases and the artifact store, starts it."""
+    _run_mlflow_playbook(inventory_path, vault_password_file, limit, "mlflow-restore.yml",
+                         "mlflow-restore", backup, output)
 
 
 @main.group()
@@ -152,10 +240,11 @@ def sandbox_up(site: Path, nodes: int, kind: str) -> None:
 def _print_status(box) -> None:
     rows = box.status()
     table = Table(title=f"sandbox {box.dir}", title_justify="left")
-    for col in ("node", "kind", "state", "ssh", "address", "groups"):
+    columns = ("node", "kind", "state", "ssh", "address", "groups", "published")
+    for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*(row[c] for c in ("node", "kind", "state", "ssh", "address", "groups")))
+        table.add_row(*(row.get(c, "") for c in columns))
     Console().print(table)
 
 

@@ -44,11 +44,14 @@ def start(sandbox: Sandbox, state: State, image: Image) -> None:
             _podman("start", name)
             continue
         seed = sandbox._seed(node, {})
+        # SSH, and the node's services (MLflow's HTTPS and HTTP), on 127.0.0.1 only.
+        publish = [arg for host, inside in sorted(node.published().items())
+                   for arg in ("-p", f"127.0.0.1:{host}:{inside}")]
         _podman(
             "run", "-d", "--name", name, "--hostname", node.name, "--no-hosts",
             "--runtime=runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
             "--network", f"{NETWORK}:ip={node.address}",
-            "-p", f"127.0.0.1:{node.ssh_port}:22",
+            "-p", f"127.0.0.1:{node.ssh_port}:22", *publish,
             "-v", f"{seed}:/mlops-seed:ro",
             "--label", "mlops-provision.sandbox=" + str(sandbox.dir),
             image.tag,

@@ -30,6 +30,13 @@ HOST_TOOLS = {
 # Addresses of the nodes on their private network (inside podman or QEMU only).
 PRIVATE_PREFIX = {"container": "10.213.7", "vm": "10.213.8"}
 HOST_CA_GLOB = "/usr/local/share/ca-certificates/*.crt"
+#: The sandbox's ansible-vault password file, next to its inventory.
+VAULT_PASSWORD = "vault-password"
+#: Ports of a node's services published on 127.0.0.1 of this machine, by group: name -> port
+#: inside the node.
+PUBLISHED = {"mlflow": {"https": 443, "http": 80}}
+#: Vault-encrypted secrets the sandbox generates for a group (random, kept across `sandbox up`).
+GROUP_SECRETS = {"mlflow": ("mlflow_admin_password", "mlflow_db_password")}
 
 
 class SandboxError(RuntimeError):
@@ -41,10 +48,46 @@ def missing_host_packages(kind: str) -> list[str]:
     return sorted({pkg for tool, pkg in HOST_TOOLS[kind].items() if shutil.which(tool) is None})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(taken: set[int] | None = None) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not taken or port not in taken:
+            if taken is not None:
+                taken.add(port)
+            return port
+
+
+def sandbox_vault_password(inventory: Path) -> Path | None:
+    """The vault password file of a sandbox inventory (``SITE/.mlops-provision/sandbox/
+    inventory.yml``), or None for any other inventory."""
+    inv = Path(inventory).resolve()
+    if inv.is_dir():
+        return None
+    box = inv.parent
+    if box.name != "sandbox" or box.parent.name != ".mlops-provision":
+        return None
+    candidate = box / VAULT_PASSWORD
+    return candidate if candidate.is_file() else None
+
+
+class VaultText(str):
+    """An ansible-vault ciphertext, written to YAML as ``!vault |``."""
+
+
+class InventoryDumper(yaml.SafeDumper):
+    """Writes inventories with vault values (:class:`VaultText`) as ``!vault |``."""
+
+
+class InventoryLoader(yaml.SafeLoader):
+    """Reads inventories, keeping ``!vault`` values as :class:`VaultText`."""
+
+
+InventoryDumper.add_representer(
+    VaultText, lambda dumper, value: dumper.represent_scalar("!vault", str(value), style="|"))
+InventoryLoader.add_constructor(
+    "!vault", lambda loader, node: VaultText(loader.construct_scalar(node)))
 
 
 @dataclass
@@ -54,6 +97,13 @@ class Node:
     address: str
     groups: list[str]
     pid_file: str = ""
+    # Services published on 127.0.0.1 of this machine: name ("https", "http") -> host port.
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def published(self) -> dict[str, int]:
+        """Host port -> port inside the node, for each published service."""
+        inside = {name: port for group in self.groups for name, port in PUBLISHED.get(group, {}).items()}
+        return {host: inside[name] for name, host in self.ports.items() if name in inside}
 
 
 @dataclass
@@ -142,8 +192,12 @@ class Sandbox:
         state = current or State(kind=kind, image=image.recipe.digest())
         if not state.nodes:
             prefix = PRIVATE_PREFIX[kind]
-            state.nodes = [Node(name=f"node{i}", ssh_port=free_port(), address=f"{prefix}.{10 + i}",
+            taken: set[int] = set()
+            state.nodes = [Node(name=f"node{i}", ssh_port=free_port(taken), address=f"{prefix}.{10 + i}",
                                 groups=node_groups(i)) for i in range(1, nodes + 1)]
+            for node in state.nodes:
+                node.ports = {name: free_port(taken) for group in node.groups
+                              for name in PUBLISHED.get(group, {})}
         t1 = time.monotonic()
         backend.start(self, state, image)
         state.save(self.state_file)
@@ -172,7 +226,9 @@ class Sandbox:
         for node in state.nodes:
             rows.append({"node": node.name, "kind": state.kind, "state": backend.node_state(self, node),
                          "ssh": f"127.0.0.1:{node.ssh_port}", "address": node.address,
-                         "groups": ",".join(node.groups)})
+                         "groups": ",".join(node.groups),
+                         "published": ", ".join(f"{name} 127.0.0.1:{port}"
+                                                for name, port in sorted(node.ports.items()))})
         return rows
 
     def ssh_command(self, node: Node) -> list[str]:
@@ -194,16 +250,52 @@ class Sandbox:
                                    f"within {timeout:.0f} s: {probe.stderr.decode().strip()}")
             time.sleep(1)
 
+    @property
+    def vault_password(self) -> Path:
+        return self.dir / VAULT_PASSWORD
+
+    def _ensure_vault_password(self) -> Path:
+        if not self.vault_password.exists():
+            self.vault_password.write_text(secrets.token_urlsafe(32) + "\n")
+            self.vault_password.chmod(0o600)
+        return self.vault_password
+
+    def _group_secrets(self, group: str) -> dict[str, VaultText]:
+        """The group's generated secrets, vault-encrypted; those of the current inventory are kept."""
+        from ansible.parsing.vault import VaultLib, VaultSecret
+
+        current: dict = {}
+        if self.inventory.exists():
+            data = yaml.load(self.inventory.read_text(), Loader=InventoryLoader) or {}
+            current = (((data.get("all") or {}).get("children") or {}).get(group) or {}).get("vars") or {}
+        vault = VaultLib([("default", VaultSecret(self._ensure_vault_password().read_bytes().strip()))])
+        out = {}
+        for name in GROUP_SECRETS[group]:
+            old = current.get(name)
+            if isinstance(old, VaultText):
+                try:
+                    vault.decrypt(str(old).strip())
+                    out[name] = old
+                    continue
+                except Exception:  # another vault password (an older sandbox): generate anew
+                    pass
+            out[name] = VaultText(vault.encrypt(secrets.token_urlsafe(24)).decode())
+        return out
+
+    def _group_vars(self, group: str) -> dict:
+        """Variables the sandbox gives a group (generated secrets, names the tests use)."""
+        if group != "mlflow":
+            return {}
+        # The admin-side client reaches MLflow at https://localhost:<published port>.
+        return {**self._group_secrets("mlflow"), "mlflow_extra_server_names": ["localhost"]}
+
     def _kind_vars(self, state: State) -> dict:
         """Site variables that follow from how the sandbox's nodes are wired."""
         prefix = PRIVATE_PREFIX[state.kind]
         if state.kind == "container":
             # SSH reaches a container from its podman network's gateway.
             return {"mlops_admin_cidrs": [f"{prefix}.0/24"]}
-        vault_password = self.dir / "vault-password"
-        if not vault_password.exists():
-            vault_password.write_text(secrets.token_urlsafe(32) + "\n")
-            vault_password.chmod(0o600)
+        vault_password = self._ensure_vault_password()
         return {
             # SSH arrives through QEMU's user-mode NAT (10.0.2.2) and from the other VMs.
             "mlops_admin_cidrs": ["10.0.2.0/24", f"{prefix}.0/24"],
@@ -233,7 +325,13 @@ class Sandbox:
                 "children": {g: v for g, v in groups.items() if v["hosts"]},
             }
         }
+        for group, body in inventory["all"]["children"].items():
+            extra = self._group_vars(group)
+            if extra:
+                body["vars"] = extra
         header = ("# Generated by `mlops-provision sandbox up` "
                   f"({state.kind}, {len(state.nodes)} node(s)); rewritten on every `sandbox up`.\n"
-                  "# The host's extra CA certificates are passed on so that pip works inside the nodes.\n")
-        self.inventory.write_text(header + yaml.safe_dump(inventory, sort_keys=False))
+                  "# The host's extra CA certificates are passed on so that pip works inside the nodes.\n"
+                  f"# Vault values decrypt with {VAULT_PASSWORD} next to this file (mlops-provision finds it).\n")
+        self._ensure_vault_password()
+        self.inventory.write_text(header + yaml.dump(inventory, Dumper=InventoryDumper, sort_keys=False))

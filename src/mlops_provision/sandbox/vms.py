@@ -97,7 +97,9 @@ def start(sandbox: Sandbox, state: State, image: Image) -> None:
             "-drive", f"file={data},format=qcow2,if=none,id=data",
             "-device", "virtio-blk-pci,drive=data,serial=mlops-data",
             "-drive", f"file={seed_img},format=raw,if=virtio,readonly=on",
-            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22",
+            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22"
+                       + "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{inside}"
+                                 for host, inside in sorted(node.published().items())),
             "-device", "virtio-net-pci,netdev=n0",
             "-netdev", f"vde,id=n1,sock={switch}",
             "-device", f"virtio-net-pci,netdev=n1,mac=52:54:00:d5:08:{index:02x}",

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mlops_provision.sandbox import Sandbox, missing_host_packages
+from mlops_provision.sandbox.core import VAULT_PASSWORD, InventoryDumper, InventoryLoader
 from tests.conftest import mp
 
 
@@ -33,14 +34,25 @@ def tear_down(site: Path) -> None:
 
 
 def variant(inventory: Path, name: str, edit) -> Path:
-    """A copy of the sandbox inventory in its own site directory, changed by ``edit(data)``."""
-    data = yaml.safe_load(inventory.read_text())
+    """A copy of the sandbox inventory in its own site directory, changed by ``edit(data)``.
+    Vault values stay encrypted (``VaultText``); pass ``vault_password(inventory)`` to commands
+    on a variant (the CLI finds the sandbox's own only for the sandbox's inventory)."""
+    data = yaml.load(inventory.read_text(), Loader=InventoryLoader)
     edit(data)
     site = inventory.parent.parent.parent / name
     site.mkdir(exist_ok=True)
     path = site / "inventory.yml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.write_text(yaml.dump(data, Dumper=InventoryDumper, sort_keys=False))
     return path
+
+
+def vault_password(inventory: Path) -> Path:
+    """The sandbox's vault password file (it encrypts the secrets `sandbox up` generates), for
+    the sandbox's inventory or a variant of it."""
+    own = inventory.parent / VAULT_PASSWORD
+    if own.exists():
+        return own
+    return inventory.parent.parent / ".mlops-provision" / "sandbox" / VAULT_PASSWORD
 
 
 def node_ssh(inventory: Path, node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mlops_provision.sandbox.containers import container_name
-from mlops_provision.sandbox.core import Sandbox, free_port
+from mlops_provision.sandbox.core import Sandbox, VaultText, free_port
 from tests.conftest import mp
-from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant
+from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant, vault_password
 
 pytestmark = pytest.mark.integration
 NODES = ["node1", "node2", "node3"]
@@ -96,7 +96,8 @@ def test_unreachable_host_does_not_stop_the_others(inventory, first_up):
     def close_node3(data):
         data["all"]["hosts"]["node3"]["ansible_port"] = free_port()
 
-    res = mp("up", "-i", variant(inventory, "unreachable", close_node3), "--output", "json")
+    res = mp("up", "-i", variant(inventory, "unreachable", close_node3), "--output", "json",
+             "--vault-password-file", vault_password(inventory))
     assert res.rc == 3, res.stdout + res.stderr
     hosts = by_host(res.json())
     assert hosts["node3"]["status"] == "unreachable"
@@ -108,16 +109,15 @@ def test_unreachable_host_does_not_stop_the_others(inventory, first_up):
 PLANTED = "S3cr3t-planted-7f9q"
 
 
-def test_vault_secret_never_reaches_terminal_summary_or_artifacts(inventory, first_up, tmp_path):
+def test_vault_secret_never_reaches_terminal_summary_or_artifacts(inventory, first_up):
     from ansible.parsing.vault import VaultLib, VaultSecret
 
-    password = tmp_path / "vault-pass"
-    password.write_text("correct horse battery staple\n")
-    secret = VaultLib([("default", VaultSecret(b"correct horse battery staple"))])
+    password = vault_password(inventory)  # the sandbox's: its MLflow secrets must decrypt too
+    secret = VaultLib([("default", VaultSecret(password.read_bytes().strip()))])
     token = secret.encrypt(f"http://svc:{PLANTED}@proxy.invalid:3128").decode()
 
     def plant(data):
-        data["all"]["vars"]["base_pip_proxy"] = _VaultTag(token)
+        data["all"]["vars"]["base_pip_proxy"] = VaultText(token)
 
     inv = variant(inventory, "secret", plant)
     # check mode with --diff renders pip.conf with the proxy URL: the secret is in the diff.
@@ -132,19 +132,6 @@ def test_vault_secret_never_reaches_terminal_summary_or_artifacts(inventory, fir
     assert masked, "the diff holding the secret should be in the record, masked"
     human = mp("up", "-i", inv, "--check", "--limit", "node1", "--vault-password-file", password)
     assert PLANTED not in human.stdout + human.stderr
-
-
-class _VaultTag(str):
-    pass
-
-
-def _vault_representer(dumper, value):
-    return dumper.represent_scalar("!vault", str(value), style="|")
-
-
-import yaml  # noqa: E402
-
-yaml.SafeDumper.add_representer(_VaultTag, _vault_representer)
 
 
 def test_compliance_reports_the_lynis_index(inventory, first_up):

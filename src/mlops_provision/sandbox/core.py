@@ -286,8 +286,11 @@ class Sandbox:
         """Variables the sandbox gives a group (generated secrets, names the tests use)."""
         if group != "mlflow":
             return {}
-        # The admin-side client reaches MLflow at https://localhost:<published port>.
-        return {**self._group_secrets("mlflow"), "mlflow_extra_server_names": ["localhost"]}
+        # The admin-side client reaches MLflow at https://localhost:<published port>. The site CA
+        # stays in the sandbox directory also for copies of this inventory made elsewhere.
+        return {**self._group_secrets("mlflow"), "mlflow_extra_server_names": ["localhost"],
+                "mlflow_ca_certificate_path": str(self.dir / "mlflow-ca.crt"),
+                "mlflow_ca_key_path": str(self.dir / "mlflow-ca.key.vault")}
 
     def _kind_vars(self, state: State) -> dict:
         """Site variables that follow from how the sandbox's nodes are wired."""

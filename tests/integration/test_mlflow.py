@@ -1,0 +1,400 @@
+"""End to end on ONE sandbox systemd container: the MLflow layer (roles postgresql and mlflow).
+
+From the admin side, as a data scientist and an operator would: converge MLflow 3.17.1, log a
+run with the `mlflow` client over HTTPS, check idempotence, check mode and verify, probe the
+proxy (401, redirect, wrong Host, unknown SNI), upgrade to 3.17.2 (the run survives, a
+pre-upgrade dump is left), take a backup, destroy the database, restore, and reject bad input
+before any change. Wall times of install and start are printed as [wall]/[mlflow] lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
+
+from mlops_provision.sandbox.core import InventoryLoader, Sandbox, VaultText
+from tests.conftest import mp
+from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant, vault_password
+
+pytestmark = pytest.mark.integration
+
+OLD, NEW = "3.17.1", "3.17.2"
+ARTIFACT = os.urandom(256 * 1024) + b"end of the artifact\n"
+STATE: dict = {}  # what one test hands the next: run id, timings
+
+
+def report(line: str) -> None:
+    sys.stderr.write(f"\n[mlflow] {line}\n")
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _vault(inventory: Path) -> VaultLib:
+    return VaultLib([("default", VaultSecret(vault_password(inventory).read_bytes().strip()))])
+
+
+def _group_vars(inventory: Path) -> dict:
+    data = yaml.load(inventory.read_text(), Loader=InventoryLoader)
+    return data["all"]["children"]["mlflow"]["vars"]
+
+
+def _secret(inventory: Path, key: str) -> str:
+    return _vault(inventory).decrypt(str(_group_vars(inventory)[key]).strip()).decode()
+
+
+def _ports(inventory: Path) -> dict[str, int]:
+    node = next(n for n in Sandbox(inventory.parent.parent.parent).state().nodes if n.name == "node1")
+    return node.ports
+
+
+def _ca(inventory: Path) -> Path:
+    return inventory.parent / "mlflow-ca.crt"
+
+
+def _url(inventory: Path) -> str:
+    return f"https://localhost:{_ports(inventory)['https']}"
+
+
+def _durations(run_dir: str) -> dict[str, float]:
+    """Seconds each task (and handler) took in a run, from ansible-runner's events."""
+    out: dict[str, float] = {}
+    for f in sorted(Path(run_dir, "artifacts").rglob("job_events/*.json")):
+        event = json.loads(f.read_text())
+        data = event.get("event_data", {})
+        if event.get("event") in ("runner_on_ok", "runner_on_failed") and data.get("duration") is not None:
+            out[data["task"]] = out.get(data["task"], 0.0) + float(data["duration"])
+    return out
+
+
+def _changed_tasks(run_dir: str, ran: bool = False) -> list[str]:
+    """Tasks that reported a change, in order (``ran``: that ran at all; a no_log task's result
+    is censored, its change is not in the event)."""
+    events = [json.loads(f.read_text()) for f in Path(run_dir, "artifacts").rglob("job_events/*.json")]
+    events.sort(key=lambda e: e.get("counter", 0))
+    return [e["event_data"]["task"] for e in events if e.get("event") == "runner_on_ok"
+            and (ran or e["event_data"].get("res", {}).get("changed"))]
+
+
+def _report_times(label: str, run: dict) -> None:
+    took = _durations(run["run_dir"])
+    mlflow = sum(v for k, v in took.items() if k.startswith("Mlflow |"))
+    postgres = sum(v for k, v in took.items() if k.startswith("Postgresql |"))
+    pip = took.get("Mlflow | Install MLflow into its virtualenv", 0.0)
+    start = sum(took.get(k, 0.0) for k in ("Mlflow | Restart MLflow", "Mlflow | Start the server and enable it at boot",
+                                          "Mlflow | Wait until the server answers"))
+    report(f"{label}: `up` {run['duration_s']:.0f}s; postgresql role {postgres:.0f}s; mlflow role {mlflow:.0f}s, "
+           f"of which pip install {pip:.0f}s and server start to /health {start:.1f}s")
+    STATE.setdefault("times", {})[label] = {"up": run["duration_s"], "postgresql": postgres, "mlflow": mlflow,
+                                            "pip": pip, "start": start}
+
+
+def _up(inventory: Path, *args: str, timeout: int = 1800) -> dict:
+    res = mp("up", "-i", inventory, "--output", "json", "--vault-password-file", vault_password(inventory),
+             *args, timeout=timeout)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.json()
+
+
+@pytest.fixture(scope="module")
+def client(inventory):
+    """The `mlflow` client of the admin machine, logged in, trusting the site CA."""
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                                             "MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_HTTP_REQUEST_MAX_RETRIES")}
+    os.environ.update({
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": _secret(inventory, "mlflow_admin_password"),
+        "MLFLOW_TRACKING_SERVER_CERT_PATH": str(_ca(inventory)),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    })
+    yield mlflow.MlflowClient(tracking_uri=_url(inventory))
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _assert_run_intact(client, tmp_path: Path) -> None:
+    run = client.get_run(STATE["run_id"])
+    assert run.data.params == {"learning_rate": "0.01", "model": "ridge"}
+    assert run.data.metrics["rmse"] == pytest.approx(0.125)
+    history = client.get_metric_history(STATE["run_id"], "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    got = client.download_artifacts(STATE["run_id"], "data/blob.bin", str(tmp_path))
+    assert Path(got).read_bytes() == ARTIFACT, "the artifact read back differs from what was logged"
+
+
+# --------------------------------------------------------------------------- the node
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory):
+    site = tmp_path_factory.mktemp("mlsite")
+    inv = bring_up(site, 1, "container")
+    yield inv
+    tear_down(site)
+
+
+@pytest.fixture(scope="module")
+def old_inventory(inventory):
+    """The sandbox's inventory with MLflow pinned to the older version."""
+    def pin(data):
+        data["all"]["children"]["mlflow"]["vars"]["mlflow_version"] = OLD
+
+    return variant(inventory, "old", pin)
+
+
+@pytest.fixture(scope="module")
+def first_up(old_inventory):
+    run = _up(old_inventory)
+    _report_times(f"fresh install of MLflow {OLD} (whole site, base and hardening included)", run)
+    return run
+
+
+def test_first_up_converges(first_up):
+    node1 = by_host(first_up)["node1"]
+    assert node1["failed"] == 0 and node1["changed"] > 0, node1
+
+
+def test_client_logs_and_reads_back_over_https(first_up, client, tmp_path):
+    """Create an experiment, log params, metrics and an artifact with credentials; read them back."""
+    exp = client.create_experiment("issue-4-e2e")
+    run = client.create_run(exp)
+    rid = run.info.run_id
+    client.log_param(rid, "learning_rate", "0.01")
+    client.log_param(rid, "model", "ridge")
+    client.log_metric(rid, "rmse", 0.125)
+    for step, value in enumerate((1.0, 0.5, 0.25)):
+        client.log_metric(rid, "loss", value, step=step)
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(ARTIFACT)
+    client.log_artifact(rid, str(blob), artifact_path="data")
+    client.set_terminated(rid)
+    STATE["run_id"], STATE["experiment_id"] = rid, exp
+    _assert_run_intact(client, tmp_path / "back")
+    assert client.get_experiment_by_name("issue-4-e2e").experiment_id == exp
+
+
+def test_second_up_changes_nothing(old_inventory, first_up):
+    node1 = by_host(_up(old_inventory))["node1"]
+    assert node1["changed"] == 0, node1
+
+
+def test_check_mode_changes_nothing(old_inventory, first_up):
+    run = _up(old_inventory, "--check")
+    assert by_host(run)["node1"]["changed"] == 0, _changed_tasks(run["run_dir"])
+
+
+def test_verify_passes(old_inventory, first_up):
+    res = mp("verify", "-i", old_inventory, "--output", "json", "--vault-password-file", vault_password(old_inventory))
+    assert res.rc == 0, res.stdout[-3000:]
+    results = res.json()["results"]
+    mine = {r["check"]: r["outcome"] for r in results if r["module"] in ("mlflow", "postgresql")}
+    assert mine["MLflow server active and enabled, at the pinned version"] == "passed"
+    assert mine["certificate valid for the server names, chains to the site CA"] == "passed"
+    assert mine["MLflow unit sandboxing in effect (read-only system, private mounts)"] == "skipped"
+    assert sum(o == "passed" for o in mine.values()) >= 15, mine
+
+
+def test_without_credentials_the_api_answers_401(inventory, first_up):
+    import requests
+
+    res = requests.get(f"{_url(inventory)}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                       verify=_ca(inventory), timeout=30)
+    assert res.status_code == 401
+    wrong = requests.get(f"{_url(inventory)}/api/2.0/mlflow/experiments/search", params={"max_results": 1},
+                         auth=("admin", "not-the-password"), verify=_ca(inventory), timeout=30)
+    assert wrong.status_code == 401
+
+
+def test_plain_http_redirects_to_https(inventory, first_up):
+    import requests
+
+    res = requests.get(f"http://localhost:{_ports(inventory)['http']}/api/2.0/mlflow/experiments/search?x=1",
+                       allow_redirects=False, timeout=30)
+    assert res.status_code == 301
+    assert res.headers["Location"] == "https://localhost/api/2.0/mlflow/experiments/search?x=1"
+
+
+def test_wrong_host_is_refused(inventory, first_up):
+    import requests
+
+    res = requests.get(f"{_url(inventory)}/health", headers={"Host": "mlflow.evil.example"},
+                       verify=_ca(inventory), timeout=30)
+    assert res.status_code == 421
+    assert requests.get(f"{_url(inventory)}/health", verify=_ca(inventory), timeout=30).status_code == 200
+    # an unknown name in SNI gets no TLS handshake at all
+    context = ssl.create_default_context(cafile=str(_ca(inventory)))
+    with (socket.create_connection(("127.0.0.1", _ports(inventory)["https"]), timeout=30) as sock,
+          pytest.raises(ssl.SSLError, match=r"UNRECOGNIZED_NAME|unrecognized name|alert")):
+        context.wrap_socket(sock, server_hostname="mlflow.evil.example")
+
+
+def _handshake(inventory: Path, version: ssl.TLSVersion, ciphers: str | None = None) -> tuple[str, str]:
+    context = ssl.create_default_context(cafile=str(_ca(inventory)))
+    context.minimum_version = context.maximum_version = version
+    if ciphers:
+        context.set_ciphers(ciphers)
+    with (socket.create_connection(("127.0.0.1", _ports(inventory)["https"]), timeout=30) as sock,
+          context.wrap_socket(sock, server_hostname="localhost") as tls):
+        return tls.version(), tls.cipher()[0]
+
+
+def test_modern_tls_only(inventory, first_up):
+    assert _handshake(inventory, ssl.TLSVersion.TLSv1_3)[0] == "TLSv1.3"
+    version, cipher = _handshake(inventory, ssl.TLSVersion.TLSv1_2)
+    assert version == "TLSv1.2" and cipher.startswith("ECDHE-") and ("GCM" in cipher or "CHACHA20" in cipher), cipher
+    # the server's alerts, not this client's refusals
+    with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+        _handshake(inventory, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA")  # CBC, no AEAD
+    with pytest.raises(ssl.SSLError, match="ALERT_PROTOCOL_VERSION"):
+        _handshake(inventory, ssl.TLSVersion.TLSv1_1, "DEFAULT:@SECLEVEL=0")
+
+
+# --------------------------------------------------------------------------- upgrade
+
+@pytest.fixture(scope="module")
+def upgraded(inventory, first_up, client):
+    assert "run_id" in STATE, "test_client_logs_and_reads_back_over_https must run first"
+    run = _up(inventory)
+    _report_times(f"upgrade {OLD} -> {NEW}", run)
+    return run
+
+
+def test_upgrade_keeps_the_run_and_leaves_a_dump(inventory, upgraded, client, tmp_path):
+    changed = _changed_tasks(upgraded["run_dir"], ran=True)
+    for task in ("Mlflow | Stop the server for the upgrade", "Mlflow | Dump the databases before the upgrade",
+                 "Mlflow | Install MLflow into its virtualenv",
+                 "Mlflow | Upgrade the tracking schema (mlflow db upgrade)"):
+        assert task in changed, f"{task!r} did not run: {changed}"
+    order = [changed.index(t) for t in ("Mlflow | Dump the databases before the upgrade",
+                                        "Mlflow | Upgrade the tracking schema (mlflow db upgrade)")]
+    assert order == sorted(order), "the schema was upgraded before the dump"
+    version = node_ssh(inventory, "node1", "/opt/mlflow/venv/bin/python -c "
+                       "\"import importlib.metadata as m; print(m.version('mlflow'))\"").stdout.strip()
+    assert version == NEW
+    report(f"MLflow version now installed: {version}")
+    dumps = node_ssh(inventory, "node1", f"find /srv/mlops/backups/mlflow -path '*pre-upgrade-{OLD}-to-{NEW}-*' "
+                     "-name '*.dump' -size +1k -printf '%P\\n'").stdout.split()
+    assert {Path(d).name for d in dumps} == {"mlflow.dump", "mlflow_auth.dump"}, dumps
+    _assert_run_intact(client, tmp_path)
+
+
+def test_after_the_upgrade_up_changes_nothing_and_verify_passes(inventory, upgraded):
+    assert by_host(_up(inventory))["node1"]["changed"] == 0
+    res = mp("verify", "-i", inventory, "--output", "json")  # the sandbox's vault password is found
+    assert res.rc == 0, res.stdout[-3000:]
+
+
+def test_downgrade_is_refused_before_any_change(old_inventory, upgraded):
+    res = mp("up", "-i", old_inventory, "--output", "json", "--vault-password-file", vault_password(old_inventory))
+    assert res.rc == 1
+    node1 = by_host(res.json())["node1"]
+    assert node1["changed"] == 0 and "schema migrations only go forward" in node1["message"], node1
+
+
+# --------------------------------------------------------------------------- backup and restore
+
+def test_backup_destroy_restore(inventory, upgraded, client, tmp_path):
+    res = mp("mlflow", "backup", "-i", inventory, "--name", "it-backup-1", "--output", "json")
+    assert res.rc == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    listing = node_ssh(inventory, "node1", "ls /srv/mlops/backups/mlflow/it-backup-1").stdout.split()
+    assert {"mlflow.dump", "mlflow_auth.dump", "artifacts", "MANIFEST"} <= set(listing), listing
+
+    # destroy the tracking database: the server comes back empty, the run is gone
+    node_ssh(inventory, "node1", "systemctl stop mlflow && runuser -u postgres -- dropdb mlflow && "
+             "runuser -u postgres -- createdb -O mlflow mlflow && systemctl start mlflow && "
+             "for i in $(seq 90); do curl -fs -o /dev/null http://127.0.0.1:5000/health && exit 0; sleep 1; done; "
+             "exit 1")
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match=r"RESOURCE_DOES_NOT_EXIST|not found"):
+        client.get_run(STATE["run_id"])
+
+    missing = mp("mlflow", "restore", "-i", inventory, "--backup", "no-such-backup")
+    assert missing.rc == 1 and "no backup named 'no-such-backup'" in missing.stdout, missing.stdout
+
+    res = mp("mlflow", "restore", "-i", inventory, "--backup", "it-backup-1", "--output", "json")
+    assert res.rc == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    _assert_run_intact(client, tmp_path)
+    assert by_host(_up(inventory))["node1"]["changed"] == 0, "a restore must leave the node converged"
+
+
+def test_backup_timer_takes_a_backup(inventory, upgraded):
+    node_ssh(inventory, "node1", "systemctl start mlflow-backup.service")
+    names = node_ssh(inventory, "node1", "ls /srv/mlops/backups/mlflow").stdout.split()
+    stamped = [n for n in names if len(n) == 16 and n.endswith("Z") and n[8] == "T"]
+    assert stamped, f"the backup service left no timestamped backup: {names}"
+
+
+# --------------------------------------------------------------------------- bad input
+
+def _vault_text(inventory: Path, plaintext: str) -> VaultText:
+    return VaultText(_vault(inventory).encrypt(plaintext).decode())
+
+
+@pytest.mark.parametrize(("name", "setting", "key", "expected"), [
+    ("weak-admin", ("mlflow_admin_password", "vault:password1234"), "mlflow_admin_password", "is too weak"),
+    ("plain-db", ("mlflow_db_password", "plain-text-password"), "mlflow_db_password", "is plain text"),
+    ("port-clash", ("mlflow_https_port", 22), "mlflow_https_port", "also firewall_ssh_port"),
+])
+def test_bad_input_is_refused_before_any_host(inventory, first_up, name, setting, key, expected):
+    var, value = setting
+    if isinstance(value, str) and value.startswith("vault:"):
+        value = _vault_text(inventory, value.removeprefix("vault:"))
+
+    def edit(data):
+        data["all"]["children"]["mlflow"]["vars"][var] = value
+
+    inv = variant(inventory, name, edit)
+    res = mp("up", "-i", inv, "--vault-password-file", vault_password(inventory))
+    assert res.rc == 2, res.stdout + res.stderr
+    err = " ".join(res.stderr.split())
+    assert f"{key}:" in err and expected in err, err
+    assert "password1234" not in res.stderr and "plain-text-password" not in res.stderr
+    assert not (inv.parent / ".mlops-provision").exists(), "a run record: something ran"
+
+
+def test_missing_artifact_parent_fails_before_any_change(inventory, upgraded):
+    def edit(data):
+        data["all"]["children"]["mlflow"]["vars"]["mlflow_artifacts_dir"] = "/nonexistent/volume/artifacts"
+
+    inv = variant(inventory, "no-artifact-parent", edit)
+    res = mp("up", "-i", inv, "--output", "json", "--vault-password-file", vault_password(inventory))
+    assert res.rc == 1, res.stdout[-2000:]
+    node1 = by_host(res.json())["node1"]
+    assert node1["changed"] == 0, _changed_tasks(res.json()["run_dir"])
+    assert "/nonexistent/volume does not exist" in node1["message"] and "Nothing was changed" in node1["message"]
+    assert node_ssh(inventory, "node1", "test -e /nonexistent", check=False).returncode != 0
+
+
+# --------------------------------------------------------------------------- secrets
+
+def test_secrets_never_reach_records_or_the_node_logs(inventory, upgraded):
+    secrets = [_secret(inventory, k) for k in ("mlflow_admin_password", "mlflow_db_password")]
+    ca_key = _vault(inventory).decrypt((inventory.parent / "mlflow-ca.key.vault").read_text().strip()).decode()
+    secrets.append("".join(ca_key.strip().splitlines()[1:-1])[:48])
+    site = inventory.parent.parent.parent
+    leaks = [str(p) for p in site.rglob("*") if p.is_file() and p.suffix != ".vault" and p.name != "vault-password"
+             and any(s in p.read_text(errors="replace") for s in secrets)]
+    assert not leaks, f"a secret is in {leaks}"
+    journal = node_ssh(inventory, "node1", "journalctl --no-pager -o cat").stdout
+    assert not [s for s in secrets[:2] if s in journal], "a password is in the node's journal"
+    assert (inventory.parent / "mlflow-ca.key.vault").read_text().startswith("$ANSIBLE_VAULT;")
+
+
+def test_report_times():
+    """Print the figures the closing note needs (install and start times, versions)."""
+    times = STATE.get("times", {})
+    for label, t in times.items():
+        report(f"{label}: {json.dumps({k: round(v, 1) for k, v in t.items()})}")
+    assert any(label.startswith("fresh install") for label in times), "the install was not measured"
+    assert all(t["pip"] > 0 and t["start"] > 0 for t in times.values()), times

@@ -21,6 +21,16 @@ def test_packages(host, node):
     assert not missing, f"packages not installed: {', '.join(missing)}"
 
 
+def test_no_pending_updates(host, node):
+    """no pending package updates (security fixes applied)"""
+    if not node["base_apt_upgrade"]:
+        pytest.skip("base_apt_upgrade is off: updates are the site's own process")
+    # Against the node's current package lists: a drift check days later reports new fixes.
+    pending = host.run("apt-get -s -o Debug::NoLocking=1 upgrade | awk '/^Inst /{print $2}'")
+    assert pending.rc == 0, pending.stderr
+    assert not pending.stdout.split(), f"updates not applied: {' '.join(pending.stdout.split()[:20])}"
+
+
 def test_chrony_running(host, node):
     """chrony running and enabled"""
     svc = host.service(node["base_os_chrony_service"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -77,14 +78,12 @@ def test_modules(host, kernel_node):
     missing = [m for m in kernel_node["os_hardening_modules_load"] if not host.file(f"/sys/module/{m}").exists]
     assert not missing, f"modules not loaded: {missing}"
     loadable = [m for m in kernel_node["os_hardening_blacklisted_modules"]
-                if "/bin/false" not in host.run(f"modprobe -n -v {m}").stdout]
+                if not re.search(r"install (/usr)?/bin/(true|false)", host.run(f"modprobe -n -v {m}").stdout)]
     assert not loadable, f"modules not blacklisted: {loadable}"
 
 
 def test_login_defs_and_core_dumps(host, node):
     """password aging, hashing, umask and core dump limits set"""
-    import re
-
     text = host.file("/etc/login.defs").content_string
     active = dict(re.findall(r"^(\w+)\s+(\S+)", text, re.M))
     wanted = {"UMASK": node["os_hardening_umask"], **node["os_hardening_login_defs"]}
@@ -93,3 +92,13 @@ def test_login_defs_and_core_dumps(host, node):
     if node["os_hardening_disable_core_dumps"]:
         limits = host.file("/etc/security/limits.d/60-mlops-provision-core.conf")
         assert limits.exists and "* hard core 0" in limits.content_string, "core dumps are not forbidden"
+
+
+def test_audit_tools(host, node):
+    """hardening tools installed, sysstat collecting"""
+    missing = [p for p in node["os_hardening_tool_packages"] if not host.package(p).is_installed]
+    assert not missing, f"packages not installed: {missing}"
+    if "sysstat" in node["os_hardening_tool_packages"]:
+        assert re.search(r'^ENABLED="true"', host.file("/etc/default/sysstat").content_string, re.M), \
+            "sysstat collection is off"
+        assert host.service("sysstat").is_enabled, "sysstat is not enabled at boot"

@@ -1,14 +1,16 @@
 """End to end on two sandbox QEMU VMs (TCG, a real kernel): base + hardening converge and
 verify (LUKS, nftables probed from the other VM, auditd, sshd, sysctls), encryption that is
 real, and bad input stopped before any change. Idempotence and a reboot on a VM are the
-Molecule scenario molecule/vm (each converge costs minutes under TCG)."""
+Molecule scenario molecule/vm (each converge costs minutes under TCG). The MLflow layer is
+left out here (--tags base,hardening): it is proven on containers in test_mlflow.py, and its
+install under TCG would double this module's time."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import mp
-from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant
+from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant, vault_password
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 NODES = ["node1", "node2"]
@@ -24,7 +26,7 @@ def inventory(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converged(inventory):
-    res = mp("up", "-i", inventory, "--output", "json", timeout=2400)
+    res = mp("up", "-i", inventory, "--tags", "base,hardening", "--output", "json", timeout=2400)
     assert res.rc == 0, res.stdout + res.stderr
     return res.json()
 
@@ -36,9 +38,9 @@ def test_vms_are_real_machines(inventory):
     assert "10.213.8.12/24" in node_ssh(inventory, "node2", "ip -br addr show eth1").stdout
 
 
-def test_converge_then_verify_everything(inventory, converged):
+def test_converge_then_verify_hardening(inventory, converged):
     assert all(h["changed"] > 0 for h in converged["hosts"])
-    res = mp("verify", "-i", inventory, "--output", "json")
+    res = mp("verify", "-i", inventory, "-k", "not mlflow and not postgresql", "--output", "json")
     report = res.json()
     failed = [(r["host"], r["check"], r["message"]) for r in report["results"] if r["outcome"] in ("failed", "error")]
     assert res.rc == 0 and not failed, failed
@@ -86,7 +88,7 @@ def test_lockout_cidr_refused_before_any_change(inventory, converged):
         data["all"]["vars"]["mlops_admin_cidrs"] = ["192.0.2.0/24"]
 
     res = mp("up", "-i", variant(inventory, "lockout", lockout), "--limit", "node2", "--tags", "firewall",
-             "--output", "json")
+             "--output", "json", "--vault-password-file", vault_password(inventory))
     assert res.rc == 1
     node2 = by_host(res.json())["node2"]
     assert "would cut off SSH" in node2["message"] and "10.0.2.2" in node2["message"]
@@ -107,7 +109,7 @@ def test_bad_devices_refused_before_any_write(inventory, converged, device, expe
             {"name": "scratch", "device": device, "mountpoint": "/srv/scratch"}]
 
     res = mp("up", "-i", variant(inventory, f"baddev{len(device)}", bad_volume), "--limit", "node2",
-             "--tags", "disk_encryption", "--output", "json")
+             "--tags", "disk_encryption", "--output", "json", "--vault-password-file", vault_password(inventory))
     assert res.rc == 1
     node2 = by_host(res.json())["node2"]
     assert expected in node2["message"] and "Nothing was written" in node2["message"], node2["message"]
@@ -120,6 +122,6 @@ def test_invalid_cidr_is_bad_input(inventory):
     def bad_cidr(data):
         data["all"]["vars"]["mlops_admin_cidrs"] = ["10.0.2.0/33"]
 
-    res = mp("up", "-i", variant(inventory, "badcidr", bad_cidr))
+    res = mp("up", "-i", variant(inventory, "badcidr", bad_cidr), "--vault-password-file", vault_password(inventory))
     assert res.rc == 2 and "mlops_admin_cidrs" in res.stderr
 

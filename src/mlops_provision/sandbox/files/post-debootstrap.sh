@@ -8,6 +8,10 @@ deb $mirror $suite main contrib non-free non-free-firmware
 deb $mirror $suite-updates main contrib non-free non-free-firmware
 deb $security $suite-security main contrib non-free non-free-firmware
 SRC
+# Current packages (security fixes included) from the start: the base role would otherwise
+# upgrade every test host, a new kernel included, which costs 10+ minutes under TCG.
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Options::=--force-confold upgrade >/dev/null
 echo mlops-node > /etc/hostname
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
 # QEMU user-mode DNS; containers get podman's resolv.conf bind-mounted over it.

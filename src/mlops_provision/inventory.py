@@ -771,13 +771,15 @@ class _Validator:
                          f"expected a mapping with the single key 'all' (an Ansible YAML "
                          f"inventory), got {_type_name(data)}")
             return
+        if "all" in data:
+            self.parse_group("all", data["all"], None, _line_of(data, "all"))
         for key in data:
             if key != "all":
                 self.problem(inv, "inventory", key,
                              f"unexpected top-level key '{key}': expected only 'all' at the top "
                              "level, with the groups under all: children:", _line_of(data, key))
-        if "all" in data:
-            self.parse_group("all", data["all"], None, _line_of(data, "all"))
+                if not self.strict:  # read it as Ansible does (Molecule writes such inventories)
+                    self.parse_group(key, data[key], "all", _line_of(data, key))
 
     def parse_group(self, name: Any, body: Any, parent: str | None, line: int | None) -> None:
         inv = self.inv

@@ -1,0 +1,79 @@
+"""The sandbox's generated inventory and state (no podman or QEMU needed): MLflow's secrets are
+random and vault-encrypted, kept across `sandbox up`, and the CLI finds the vault password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
+
+from mlops_provision.inventory import load
+from mlops_provision.sandbox.core import (
+    InventoryLoader,
+    Node,
+    Sandbox,
+    State,
+    VaultText,
+    node_groups,
+    sandbox_vault_password,
+)
+from tests.conftest import mp
+
+
+def _sandbox(tmp_path: Path) -> tuple[Sandbox, State]:
+    box = Sandbox(tmp_path)
+    box.dir.mkdir(parents=True)
+    nodes = [Node(name=f"node{i}", ssh_port=2200 + i, address=f"10.213.7.{10 + i}", groups=node_groups(i),
+                  ports={"https": 8443, "http": 8080} if i == 1 else {}) for i in (1, 2)]
+    state = State(kind="container", image="test", nodes=nodes)
+    box.write_inventory(state)
+    return box, state
+
+
+def _mlflow_vars(box: Sandbox) -> dict:
+    data = yaml.load(box.inventory.read_text(), Loader=InventoryLoader)
+    return data["all"]["children"]["mlflow"]["vars"]
+
+
+def test_mlflow_secrets_are_vault_encrypted_and_valid(tmp_path: Path) -> None:
+    box, _ = _sandbox(tmp_path)
+    found = sandbox_vault_password(box.inventory)
+    assert found == box.dir / "vault-password" and found.stat().st_mode & 0o077 == 0
+    mv = _mlflow_vars(box)
+    assert isinstance(mv["mlflow_admin_password"], VaultText) and isinstance(mv["mlflow_db_password"], VaultText)
+    assert "localhost" in mv["mlflow_extra_server_names"]
+    assert mv["mlflow_ca_certificate_path"] == str(box.dir / "mlflow-ca.crt")
+    vault = VaultLib([("default", VaultSecret(found.read_bytes().strip()))])
+    admin = vault.decrypt(str(mv["mlflow_admin_password"]).strip()).decode()
+    assert len(admin) >= 24 and admin != vault.decrypt(str(mv["mlflow_db_password"]).strip()).decode()
+    inv = load(box.inventory, vault_password_file=found)
+    assert inv.hostvars("node1")["mlflow_admin_password"] == admin
+    assert "mlflow_admin_password" not in inv.hostvars("node2")
+
+
+def test_secrets_survive_a_rewrite(tmp_path: Path) -> None:
+    box, state = _sandbox(tmp_path)
+    before = _mlflow_vars(box)
+    box.write_inventory(state)  # what every `sandbox up` does
+    assert _mlflow_vars(box) == before
+
+
+def test_cli_finds_the_sandbox_vault_password(tmp_path: Path) -> None:
+    box, _ = _sandbox(tmp_path)
+    res = mp("validate", "-i", box.inventory)
+    assert res.rc == 0, res.stderr
+    copy = tmp_path / "elsewhere" / "inventory.yml"
+    copy.parent.mkdir()
+    copy.write_text(box.inventory.read_text())
+    assert sandbox_vault_password(copy) is None
+    res = mp("validate", "-i", copy)
+    assert res.rc == 2 and "no vault password was given" in " ".join(res.stderr.split())
+
+
+def test_published_ports(tmp_path: Path) -> None:
+    box, state = _sandbox(tmp_path)
+    assert state.nodes[0].published() == {8443: 443, 8080: 80}
+    assert state.nodes[1].published() == {}
+    state.save(box.state_file)
+    assert State.load(box.state_file).nodes[0].ports == {"https": 8443, "http": 8080}

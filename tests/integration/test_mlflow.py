@@ -328,11 +328,21 @@ def test_backup_destroy_restore(inventory, upgraded, client, tmp_path):
     assert by_host(_up(inventory))["node1"]["changed"] == 0, "a restore must leave the node converged"
 
 
-def test_backup_timer_takes_a_backup(inventory, upgraded):
-    node_ssh(inventory, "node1", "systemctl start mlflow-backup.service")
-    names = node_ssh(inventory, "node1", "ls /srv/mlops/backups/mlflow").stdout.split()
-    stamped = [n for n in names if len(n) == 16 and n.endswith("Z") and n[8] == "T"]
-    assert stamped, f"the backup service left no timestamped backup: {names}"
+def test_backup_timer_and_retention(inventory, upgraded):
+    def listing() -> list[str]:
+        return node_ssh(inventory, "node1", "ls /srv/mlops/backups/mlflow").stdout.split()
+
+    def stamped(names: list[str]) -> list[str]:
+        return sorted(n for n in names if len(n) == 16 and n[8] == "T" and n.endswith("Z"))
+
+    node_ssh(inventory, "node1", "systemctl start mlflow-backup.service")  # what the timer starts
+    first = stamped(listing())
+    assert first, f"the backup service left no timestamped backup: {listing()}"
+    # 8 more, a second apart: only the newest 7 (mlflow_backup_keep) timestamped ones stay
+    node_ssh(inventory, "node1", "for i in $(seq 8); do sleep 1.1; /usr/local/sbin/mlflow-backup >/dev/null; done")
+    names = listing()
+    assert len(stamped(names)) == 7 and first[0] not in names, names
+    assert "it-backup-1" in names and any(n.startswith("pre-upgrade-") for n in names), "named backups were rotated"
 
 
 # --------------------------------------------------------------------------- bad input

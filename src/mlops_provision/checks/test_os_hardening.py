@@ -73,6 +73,26 @@ def test_sysctl_effective_values(host, kernel_node):
     assert not wrong, f"sysctl -n differs (got, expected): {wrong}"
 
 
+def test_sysctl_values_survive_reboot(host, kernel_node):
+    """kernel parameters at boot equal the inventory's"""
+    # systemd-sysctl applies every sysctl.d file in name order at boot; the last value wins.
+    # A package file that sorts after ours would undo a value at the next reboot.
+    out = host.check_output("/lib/systemd/systemd-sysctl --cat-config --no-pager")
+    at_boot, source = {}, {}
+    current = "?"
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("# /"):
+            current = line[2:].split(" ")[0]
+        elif line and line[0] not in "#;" and "=" in line:
+            key, _, value = line.partition("=")
+            key = key.strip().lstrip("-").replace("/", ".")
+            at_boot[key], source[key] = value.split(), current
+    wrong = {key: (" ".join(at_boot.get(key, ["unset"])), value, source.get(key))
+             for key, value in kernel_node["os_hardening_sysctl"].items() if at_boot.get(key) != str(value).split()}
+    assert not wrong, f"value at boot differs (at boot, expected, from file): {wrong}"
+
+
 def test_modules(host, kernel_node):
     """platform modules loaded, unused ones blacklisted"""
     missing = [m for m in kernel_node["os_hardening_modules_load"] if not host.file(f"/sys/module/{m}").exists]

@@ -122,3 +122,37 @@ def test_audit_tools(host, node):
         assert re.search(r'^ENABLED="true"', host.file("/etc/default/sysstat").content_string, re.M), \
             "sysstat collection is off"
         assert host.service("sysstat").is_enabled, "sysstat is not enabled at boot"
+
+
+def test_aide_baseline(host, node):
+    """AIDE baseline taken, checked daily"""
+    if not node["os_hardening_aide"]:
+        pytest.skip("os_hardening_aide is false")
+    db = host.file(node["os_hardening_os_aide_db"])
+    assert db.exists, f"no AIDE baseline at {db.path}"
+    assert (db.user, db.mode) == (node["os_hardening_os_aide_user"], 0o600), (db.user, oct(db.mode))
+    with host.sudo():
+        entries = host.run(f"zcat -f {db.path} | grep -c '^/etc/ssh/sshd_config '")
+        listed = host.run(f"zcat -f {db.path} | grep -c '^{node['os_hardening_aide_excludes'][0]}/'")
+    assert entries.stdout.strip() == "1", "the baseline does not record /etc/ssh/sshd_config"
+    assert listed.stdout.strip() == "0", f"the baseline records files under {node['os_hardening_aide_excludes'][0]}"
+    conf = host.file(node["os_hardening_os_aide_config"]).content_string
+    assert re.search(rf"^Checksums = {re.escape(node['os_hardening_aide_checksums'])}$", conf, re.M)
+    timer = host.service(node["os_hardening_os_aide_timer"])
+    assert timer.is_enabled and timer.is_running, "the daily AIDE check is not scheduled"
+
+
+def test_unattended_security_updates(host, node):
+    """security updates apply unattended, platform packages held back"""
+    if not node["os_hardening_unattended_upgrades"]:
+        pytest.skip("os_hardening_unattended_upgrades is false")
+    assert host.package("unattended-upgrades").is_installed
+    dump = host.check_output("apt-config dump")
+
+    def values(key: str) -> list[str]:
+        return re.findall(rf'^{re.escape(key)}:: "(.*)";$', dump, re.M)
+
+    assert re.search(r'^APT::Periodic::Unattended-Upgrade "1";$', dump, re.M), "unattended upgrades are off"
+    assert values("Unattended-Upgrade::Origins-Pattern") == node["os_hardening_unattended_upgrades_origins"]
+    assert values("Unattended-Upgrade::Package-Blacklist") == node["os_hardening_unattended_upgrades_blacklist"]
+    assert re.search(r'^Unattended-Upgrade::Automatic-Reboot "false";$', dump, re.M), "it may reboot the node"

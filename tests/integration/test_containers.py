@@ -152,3 +152,10 @@ def test_container_names_are_site_scoped(inventory):
     box = Sandbox(inventory.parent.parent.parent)
     names = {container_name(box, n) for n in box.state().nodes}
     assert len(names) == 3 and all(n.startswith("mlops-sandbox-") for n in names)
+
+
+def test_second_container_sandbox_is_refused_while_one_is_up(inventory, tmp_path):
+    res = mp("sandbox", "up", "--site", str(tmp_path), "--nodes", "1")
+    assert res.rc == 2 and "another container sandbox is up" in res.stdout + res.stderr
+    assert str(inventory.parent.parent.parent) in (res.stdout + res.stderr).replace("\n", "")
+    assert not (tmp_path / ".mlops-provision").exists(), "the refused sandbox left files behind"

@@ -31,6 +31,13 @@ def container_name(sandbox: Sandbox, node: Node) -> str:
     return f"{PREFIX}{site}-{node.name}"
 
 
+def other_sandboxes(sandbox: Sandbox) -> set[str]:
+    """Directories of other sandboxes whose containers are on the shared network (same addresses)."""
+    res = _podman("ps", "-a", "--filter", f"network={NETWORK}", "--format",
+                  '{{index .Labels "mlops-provision.sandbox"}}', check=False)
+    return {line for line in res.stdout.split() if line and line != str(sandbox.dir)}
+
+
 def start(sandbox: Sandbox, state: State, image: Image) -> None:
     state.network = NETWORK
     if _podman("network", "exists", NETWORK, check=False).returncode != 0:

@@ -182,6 +182,11 @@ class Sandbox:
             raise SandboxError(
                 f"a {current.kind} sandbox with {len(current.nodes)} node(s) is already up in "
                 f"{self.dir}: run `mlops-provision sandbox down` first")
+        others = containers.other_sandboxes(self) if kind == "container" else set()
+        if others:  # container sandboxes share one podman network and its addresses
+            sites = ", ".join(sorted(str(Path(o).parent.parent) for o in others))
+            raise SandboxError(f"another container sandbox is up (site {sites}) and holds the sandbox "
+                               "network's addresses: stop it first with `mlops-provision sandbox down --site SITE`")
         self.dir.mkdir(parents=True, exist_ok=True)
         self._ensure_key()
         image = image_for()

@@ -18,6 +18,7 @@ from mlops_provision.sandbox.core import (
     node_groups,
     sandbox_vault_password,
 )
+from mlops_provision.sandbox.image import _version_key
 from tests.conftest import mp
 
 
@@ -77,3 +78,8 @@ def test_published_ports(tmp_path: Path) -> None:
     assert state.nodes[1].published() == {}
     state.save(box.state_file)
     assert State.load(box.state_file).nodes[0].ports == {"https": 8443, "http": 8080}
+
+
+def test_vm_boots_the_newest_kernel_of_the_image() -> None:
+    boot = [Path(f"/boot/vmlinuz-6.1.0-{abi}-amd64") for abi in (9, 56, 10)]
+    assert sorted(boot, key=_version_key)[-1].name == "vmlinuz-6.1.0-56-amd64"

@@ -99,6 +99,11 @@ def _run(cmd: list[str], log: Log, **kw) -> None:
     subprocess.run(cmd, check=True, **kw)
 
 
+def _version_key(path: Path) -> list[int | str]:
+    """Sort key that orders vmlinuz-6.1.0-9-amd64 before vmlinuz-6.1.0-56-amd64."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
 def ensure_rootfs(image: Image, log: Log = print) -> Path:
     done = image.root / "rootfs.done"
     if done.exists():
@@ -152,8 +157,8 @@ def ensure_vm_image(image: Image, log: Log = print) -> Image:
     if image.base_disk.exists() and image.kernel.exists() and image.initrd.exists():
         return image
     rootfs = ensure_rootfs(image, log)
-    kernels = sorted((rootfs / "boot").glob("vmlinuz-*"))
-    initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
+    kernels = sorted((rootfs / "boot").glob("vmlinuz-*"), key=_version_key)
+    initrds = sorted((rootfs / "boot").glob("initrd.img-*"), key=_version_key)
     if not kernels or not initrds:
         raise RuntimeError(f"no kernel/initrd in {rootfs / 'boot'}")
     shutil.copy(kernels[-1], image.kernel)

@@ -33,17 +33,23 @@ def tear_down(site: Path) -> None:
     shutil.rmtree(site, ignore_errors=True)
 
 
-def variant(inventory: Path, name: str, edit) -> Path:
-    """A copy of the sandbox inventory in its own site directory, changed by ``edit(data)``.
-    Vault values stay encrypted (``VaultText``); pass ``vault_password(inventory)`` to commands
-    on a variant (the CLI finds the sandbox's own only for the sandbox's inventory)."""
+def edit_inventory(inventory: Path, edit, path: Path | None = None) -> Path:
+    """Write the sandbox inventory, changed by ``edit(data)``, to ``path`` (default: in place).
+    Vault values stay encrypted (``VaultText``)."""
     data = yaml.load(inventory.read_text(), Loader=InventoryLoader)
     edit(data)
-    site = inventory.parent.parent.parent / name
-    site.mkdir(exist_ok=True)
-    path = site / "inventory.yml"
+    path = path or inventory
     path.write_text(yaml.dump(data, Dumper=InventoryDumper, sort_keys=False))
     return path
+
+
+def variant(inventory: Path, name: str, edit) -> Path:
+    """A copy of the sandbox inventory in its own site directory, changed by ``edit(data)``.
+    Pass ``vault_password(inventory)`` to commands on a variant (the CLI finds the sandbox's
+    own only for the sandbox's inventory)."""
+    site = inventory.parent.parent.parent / name
+    site.mkdir(exist_ok=True)
+    return edit_inventory(inventory, edit, site / "inventory.yml")
 
 
 def vault_password(inventory: Path) -> Path:

@@ -33,6 +33,7 @@ What is checked
   ``_cidrs``              a list of such CIDR strings
   ``_port``               an int port number, 1-65535
   ``_ports``              a list of such port numbers
+  ``url`` (a sub-key)     an http:// or https:// URL with a valid host and port
   ======================  ==================================================================
 
 * Required role options (``required: true``) are set for every host.
@@ -65,6 +66,7 @@ import keyword
 import os
 import re
 import subprocess
+import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,6 +356,7 @@ _FORMAT_WORDS = {
     "host": "an IP address or DNS hostname",
     "cidr": "a CIDR network such as 192.0.2.0/24",
     "port": "a port number (int 1-65535)",
+    "url": "an http:// or https:// URL such as http://192.0.2.5:7500",
 }
 
 _FORMAT_PLURALS = {
@@ -361,6 +364,7 @@ _FORMAT_PLURALS = {
     "host": "IP addresses or DNS hostnames",
     "cidr": "CIDR networks such as 192.0.2.0/24",
     "port": "port numbers (int 1-65535)",
+    "url": "http:// or https:// URLs",
 }
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -380,6 +384,21 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _url_ok(value: str) -> tuple[bool, str]:
+    """Whether ``value`` is an http(s) URL with a valid host (and port), and if not, why."""
+    try:
+        url = urllib.parse.urlsplit(value)
+        port = url.port
+    except ValueError:
+        return False, "bad port"
+    if url.scheme not in ("http", "https"):
+        return False, "scheme is not http or https"
+    host = url.hostname or ""
+    if not (_is_ip(host) or _is_hostname(host)):
+        return False, "no valid host"
+    return port != 0, "" if port != 0 else "bad port"
 
 
 def _format_error(fmt: str, value: Any, hide: bool) -> str | None:
@@ -411,6 +430,8 @@ def _format_error(fmt: str, value: Any, hide: bool) -> str | None:
                     ok = True
                 except ValueError as exc:
                     detail = "host bits set" if "host bits set" in str(exc) else "not a network"
+        elif fmt == "url":
+            ok, detail = _url_ok(value)
     if ok:
         return None
     got = _got(value, hide)
@@ -466,7 +487,8 @@ def _check(value: Any, spec: dict[str, Any], hide: bool, path: str = "") -> list
                 out.append((f"{path}.{k}", f"unknown key '{k}': expected one of "
                                            f"{', '.join(sorted(options))}{_suggest(k, options)}"))
             else:
-                out += _check(v, options[k] or {}, hide or _is_secret_name(k), f"{path}.{k}")
+                out += _check(v, _with_conventions(k, options[k]), hide or _is_secret_name(k),
+                              f"{path}.{k}")
         for k, opt in options.items():
             if (opt or {}).get("required") and k not in value:
                 out.append((f"{path}.{k}", f"required: expected {_describe(opt)}"))
@@ -477,7 +499,9 @@ def _with_conventions(name: str, spec: dict[str, Any] | None) -> dict[str, Any]:
     """The spec of variable ``name`` with the naming conventions (module docstring) applied."""
     spec = dict(spec) if spec else {"type": "raw"}
     typ = spec.get("type") or "str"
-    if name.endswith(("_cidrs", "_ports")):
+    if name == "url":
+        spec["format"] = "url"
+    elif name.endswith(("_cidrs", "_ports")):
         if typ == "raw":
             spec["type"] = "list"
         spec.setdefault("elements", "str" if name.endswith("_cidrs") else "int")
@@ -1067,6 +1091,27 @@ class _Validator:
                                      block.line("mlops_node_address"))
                     else:
                         seen_node[normal] = name
+            self.check_tang(where, hv)
+
+    def check_tang(self, where: str, hv: dict[str, tuple[Any, _Block]]) -> None:
+        """Tang binding removes the node's keyfile: the escrow must stay on, the threshold fit."""
+        servers = _plain(hv.get("disk_encryption_tang_servers", ([], None))[0])
+        if not isinstance(servers, list) or not servers:
+            return
+        escrow, block = hv.get("disk_encryption_escrow", (True, None))
+        if _plain(escrow) is False and block is not None:
+            self.problem(block.file, where, "disk_encryption_escrow",
+                         "expected true while disk_encryption_tang_servers is set: the keyfile "
+                         "leaves the node, and the escrowed key is the only key besides Tang",
+                         block.line("disk_encryption_escrow"))
+        threshold, block = hv.get("disk_encryption_tang_threshold", (1, None))
+        threshold = _plain(threshold)
+        if (block is not None and isinstance(threshold, int) and not isinstance(threshold, bool)
+                and not 1 <= threshold <= len(servers)):
+            self.problem(block.file, where, "disk_encryption_tang_threshold",
+                         f"expected 1 to {len(servers)} (the number of "
+                         f"disk_encryption_tang_servers), got {threshold}",
+                         block.line("disk_encryption_tang_threshold"))
 
     # -- rules of the groups' roles
 

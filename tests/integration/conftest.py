@@ -61,11 +61,13 @@ def vault_password(inventory: Path) -> Path:
     return inventory.parent.parent / ".mlops-provision" / "sandbox" / VAULT_PASSWORD
 
 
-def node_ssh(inventory: Path, node: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+def node_ssh(inventory: Path, node: str, command: str, check: bool = True,
+             timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run a command on a sandbox node over the sandbox's own SSH key (not through Ansible)."""
     box = Sandbox(inventory.parent.parent.parent)
     target = next(n for n in box.state().nodes if n.name == node)
-    return subprocess.run([*box.ssh_command(target), command], check=check, capture_output=True, text=True)
+    return subprocess.run([*box.ssh_command(target), command], check=check, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def by_host(summary: dict) -> dict[str, dict]:

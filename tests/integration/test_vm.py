@@ -1,8 +1,9 @@
 """End to end on two sandbox QEMU VMs (TCG, a real kernel): base + hardening converge on node1
 and verify (LUKS, nftables probed from node2, auditd, sshd, sysctls), encryption that is real,
 and bad input stopped before any change. node2 stays as the image booted it: it is the other
-machine on the VM network that probes node1's firewall (converging it too would double the
-module's time on two cores without showing anything node1 does not). Idempotence and a reboot on a VM are the
+machine on the VM network that probes node1's firewall and runs the Tang server that unlocks
+node1's volume at boot (converging it too would double the module's time on two cores without
+showing anything node1 does not). Idempotence and a reboot on a VM are the
 Molecule scenario molecule/vm (each converge costs minutes under TCG). The MLflow layer is
 left out here (--tags base,hardening): it is proven on containers in test_mlflow.py, and its
 install under TCG would double this module's time. AIDE is off here too (os_hardening_aide:
@@ -11,6 +12,9 @@ TCG installing it alone takes 8 min (aide-common registers each of its ~200 conf
 with ucf, measured 2026-11-28)."""
 
 from __future__ import annotations
+
+import subprocess
+import time
 
 import pytest
 
@@ -29,10 +33,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.vm]
 NODES = ["node1", "node2"]
 
 
+TANG = "http://10.213.8.12"  # node2 on the VM network
+
+
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
+    """node1's volume is bound to a Tang server on node2 (Debian's tang package, port 80)."""
     site = tmp_path_factory.mktemp("vmsite")
-    inv = edit_inventory(bring_up(site, 2, "vm"), lambda data: data["all"]["vars"].update(os_hardening_aide=False))
+    inv = bring_up(site, 2, "vm")
+    node_ssh(inventory=inv, node="node2", command="apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+             "apt-get install -y -q --no-install-recommends tang && systemctl is-active tangd.socket")
+    inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(
+        os_hardening_aide=False, disk_encryption_tang_servers=[{"url": TANG}]))
     yield inv
     tear_down(site)
 
@@ -64,7 +76,9 @@ def test_converge_then_verify_hardening(inventory, converged):
                   "a change to /etc/passwd produces an identity event",
                   "loaded audit rules equal the rules on disk", "kernel parameters have their effective values",
                   "kernel parameters at boot equal the inventory's", "password login refused, key login works",
-                  "every key is escrowed, vault-encrypted, on the admin machine"):
+                  "every key is escrowed, vault-encrypted, on the admin machine",
+                  "bound to the inventory's Tang servers, and they unlock each volume",
+                  "keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks"):
         assert ("node1", check) in passed, check
 
 
@@ -138,3 +152,65 @@ def test_invalid_cidr_is_bad_input(inventory):
     res = mp("up", "-i", variant(inventory, "badcidr", bad_cidr), "--vault-password-file", vault_password(inventory))
     assert res.rc == 2 and "mlops_admin_cidrs" in res.stderr
 
+
+
+def wait_for(inventory, node: str, command: str, what: str, seconds: int = 600) -> str:
+    """Poll ``command`` over SSH until it succeeds (the node may be down meanwhile); its stdout."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            res = node_ssh(inventory, node, command, check=False, timeout=30)
+            if res.returncode == 0:
+                return res.stdout
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(5)
+    raise AssertionError(f"{node}: {what} not within {seconds} s")
+
+
+def reboot(inventory, node: str) -> None:
+    boot_id = node_ssh(inventory, node, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    node_ssh(inventory, node, "systemctl reboot", check=False, timeout=30)
+    wait_for(inventory, node, f"test \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot_id}", "the reboot")
+
+
+def _volume(inventory) -> str:
+    return node_ssh(inventory, "node1", "cryptsetup status mlops-data | head -n 1; findmnt -n -o SOURCE /srv/mlops;"
+                    " cat /srv/mlops/tang-marker.txt", check=False).stdout
+
+
+def test_tang_unlocks_the_volume_at_boot(inventory, converged):
+    """No key on node1: after a reboot the volume is open and mounted because node2's Tang answered."""
+    node_ssh(inventory, "node1", "echo survives > /srv/mlops/tang-marker.txt && sync")
+    reboot(inventory, "node1")
+    wait_for(inventory, "node1", "mountpoint -q /srv/mlops", "the volume mounted through Tang", 180)
+    assert _volume(inventory).split("\n")[:3] == ["/dev/mapper/mlops-data is active and is in use.",
+                                                   "/dev/mapper/mlops-data", "survives"], _volume(inventory)
+    journal = node_ssh(inventory, "node1", "journalctl -b -u clevis-luks-askpass.service --no-pager").stdout
+    assert "Unlocked /dev/disk/by-uuid/" in journal, journal
+    assert node_ssh(inventory, "node1", "ls -A /etc/mlops-provision/luks-keys").stdout == ""
+
+
+def test_tang_down_at_boot_then_up_opens_from_the_escrow(inventory, converged):
+    """Tang down: node1 boots with the volume closed; `up` hands systemd the escrowed key (data back,
+    units active), fails naming the unreachable Tang server; once Tang is back, `up` changes nothing."""
+    node_ssh(inventory, "node2", "systemctl stop tangd.socket 'tangd@*.service'")
+    try:
+        reboot(inventory, "node1")
+        wait_for(inventory, "node1", "grep -qs '^Id=cryptsetup:' /run/systemd/ask-password/ask.*",
+                 "systemd-cryptsetup waiting for the key", 180)
+        assert "is inactive" in _volume(inventory), _volume(inventory)
+        res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
+                 "--vault-password-file", vault_password(inventory))
+        node1 = by_host(res.json())["node1"]
+        assert res.rc == 1 and f"the Tang servers ({TANG}, 1 needed) did not unlock" in node1["message"], node1
+        assert _volume(inventory).split("\n")[:3] == ["/dev/mapper/mlops-data is active and is in use.",
+                                                       "/dev/mapper/mlops-data", "survives"], _volume(inventory)
+        units = node_ssh(inventory, "node1", "systemctl is-active 'systemd-cryptsetup@mlops\\x2ddata' srv-mlops.mount",
+                         check=False).stdout.split()
+        assert units == ["active", "active"], units
+    finally:
+        node_ssh(inventory, "node2", "systemctl start tangd.socket")
+    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
+             "--vault-password-file", vault_password(inventory))
+    assert res.rc == 0 and by_host(res.json())["node1"]["changed"] == 0, res.stdout + res.stderr

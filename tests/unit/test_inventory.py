@@ -139,6 +139,8 @@ def add_all_var(text: str, line: str) -> str:
 
 # --------------------------------------------------------------------------- bad inputs
 
+TANG = "---\ndisk_encryption_tang_servers:\n  - url: {}\n"
+
 # (id, files, problem file, problem key, expected text); each uses the real roles dir.
 BAD = [
     ("yaml-syntax", {"hosts.yml": HOSTS + "    cpu_workers: [\n"},
@@ -249,6 +251,26 @@ BAD = [
      "vault.yml", "(whole file)", NO_VAULT_PASSWORD),
     ("missing-inventory-file", {"site/README": ""},
      "site", "hosts.yml", "a directory holding hosts.yml"),
+    ("tang-url-scheme",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": TANG.format("tang.example.internal:7500")},
+     "all.yml", "disk_encryption_tang_servers[0].url",
+     "expected an http:// or https:// URL such as http://192.0.2.5:7500, got str "
+     "'tang.example.internal:7500' (scheme is not http or https)"),
+    ("tang-url-port",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": TANG.format("http://192.0.2.5:99999")},
+     "all.yml", "disk_encryption_tang_servers[0].url", "(bad port)"),
+    ("tang-url-host",
+     {"hosts.yml": HOSTS, "group_vars/all.yml": TANG.format("https://tang_1/")},
+     "all.yml", "disk_encryption_tang_servers[0].url", "(no valid host)"),
+    ("tang-threshold-too-high",
+     {"hosts.yml": HOSTS,
+      "group_vars/all.yml": TANG.format("http://192.0.2.5") + "disk_encryption_tang_threshold: 2\n"},
+     "all.yml", "disk_encryption_tang_threshold",
+     "expected 1 to 1 (the number of disk_encryption_tang_servers), got 2"),
+    ("tang-without-escrow",
+     {"hosts.yml": HOSTS,
+      "group_vars/all.yml": TANG.format("http://192.0.2.5") + "disk_encryption_escrow: false\n"},
+     "all.yml", "disk_encryption_escrow", "expected true while disk_encryption_tang_servers is set"),
 ]
 
 

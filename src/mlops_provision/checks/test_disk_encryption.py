@@ -34,24 +34,59 @@ def test_mount_backed_by_mapping(host, kernel_node, volumes):
         assert tree[0] == "crypt", f"{vol['name']} is not a crypt device ({tree})"
 
 
+def _tang(kernel_node) -> list[dict]:
+    return kernel_node["disk_encryption_tang_servers"] or []
+
+
 def test_keyfiles_root_only(host, kernel_node, volumes):
-    """keyfiles are root-only (0400, directory 0700)"""
+    """keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks"""
     keydir = host.file(kernel_node["disk_encryption_keyfile_dir"])
     assert keydir.mode == 0o700 and keydir.user == "root"
     for vol in volumes:
         key = host.file(f"{keydir.path}/{vol['name']}.key")
+        if _tang(kernel_node):
+            assert not key.exists, f"{key.path} is still on the node although Tang unlocks {vol['name']}"
+            continue
         assert key.exists, f"{key.path} is missing"
         assert key.mode == 0o400 and key.user == "root" and key.group == "root", f"{key.path} mode {key.mode:o}"
 
 
+def _crypttab(host) -> dict[str, list[str]]:
+    lines = host.file("/etc/crypttab").content_string.split("\n")
+    return {line.split()[0]: line.split() for line in lines if line.strip() and not line.startswith("#")}
+
+
 def test_opens_at_boot(host, kernel_node, volumes):
     """crypttab and fstab open and mount the volumes at boot"""
-    crypttab = host.file("/etc/crypttab").content_string.split("\n")
+    crypttab = _crypttab(host)
     fstab = host.file("/etc/fstab").content_string
+    tang = bool(_tang(kernel_node))
     for vol in volumes:
-        names = [line.split()[0] for line in crypttab if line.strip() and not line.startswith("#")]
-        assert vol["name"] in names, f"{vol['name']} not in crypttab"
+        assert vol["name"] in crypttab, f"{vol['name']} not in crypttab"
+        fields = crypttab[vol["name"]]
+        want_key = "none" if tang else f"{kernel_node['disk_encryption_keyfile_dir']}/{vol['name']}.key"
+        got = fields[2] if len(fields) >= 3 else None
+        assert got == want_key, f"crypttab {vol['name']}: key {got}, expected {want_key}"
+        if tang:
+            assert len(fields) == 4 and "_netdev" in fields[3].split(","), f"crypttab {vol['name']}: no _netdev"
         assert f"/dev/mapper/{vol['name']} {vol['mountpoint']} " in fstab, f"{vol['mountpoint']} not in fstab"
+    if tang:
+        assert host.service("clevis-luks-askpass.path").is_enabled, "clevis-luks-askpass.path is not enabled"
+
+
+def test_tang_unlocks(host, kernel_node, volumes):
+    """bound to the inventory's Tang servers, and they unlock each volume"""
+    servers = _tang(kernel_node)
+    if not servers:
+        pytest.skip("disk_encryption_tang_servers is empty")
+    want = {s["url"] for s in servers}
+    for vol in volumes:
+        listing = host.check_output(f"clevis luks list -d {vol['device']}")
+        slots = [line.split(":")[0] for line in listing.splitlines() if all(u in line for u in want)]
+        assert slots, f"{vol['name']}: no clevis slot bound to {sorted(want)}: {listing!r}"
+        # asks the Tang servers for the slot's key and tests it against the volume; the key goes nowhere
+        unlock = host.run(f"clevis luks pass -d {vol['device']} -s {slots[0]} > /dev/null")
+        assert unlock.rc == 0, f"{vol['name']}: the Tang servers did not unlock slot {slots[0]}: {unlock.stderr}"
 
 
 def test_keys_escrowed(kernel_node, volumes):

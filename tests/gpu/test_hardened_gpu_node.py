@@ -45,7 +45,8 @@ def _gpu_host() -> str | None:
     return None
 
 
-gpu = pytest.mark.skipif(_gpu_host() is not None, reason=_gpu_host() or "")
+_NO_GPU_HOST = _gpu_host()
+gpu = pytest.mark.skipif(_NO_GPU_HOST is not None, reason=_NO_GPU_HOST or "")
 
 
 @pytest.fixture(scope="module")

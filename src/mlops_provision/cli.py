@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops_provision import __version__
+from mlops_provision.errors import exit_for
 from mlops_provision.inventory import InventoryInvalid, load
 from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED, hosts_matching
 
@@ -36,7 +37,7 @@ def _vault_file(path: Path, vault_password_file: Path | None) -> Path | None:
     """The vault password file to use: the one given, else a sandbox inventory's own."""
     if vault_password_file is not None:
         return vault_password_file
-    from mlops_provision.sandbox.core import sandbox_vault_password
+    from mlops_provision.sandbox.site_inventory import sandbox_vault_password
 
     return sandbox_vault_password(path)
 
@@ -56,7 +57,29 @@ def _load_or_exit(path: Path, vault_password_file: Path | None, limit: str | Non
     return inventory
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: every error that reaches it becomes a message and its exit code
+    (mlops_provision.errors), never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        import os
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            if os.environ.get("MLOPS_DEBUG") == "1":
+                err.print_exception()
+            code, lines = exit_for(exc)
+            err.print(f"[bold red]{ctx.invoked_subcommand or 'mlops-provision'}: {lines[0]}[/]",
+                      highlight=False)
+            for line in lines[1:]:
+                err.print(line, highlight=False, markup=False)
+            ctx.exit(code)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__)
 def main() -> None:
     """Provision, harden and prove an on-prem MLOps platform."""
@@ -132,6 +155,30 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
         reports.print_verify(report)
         click.echo(report.counts_line())
     sys.exit(report.exit_code)
+
+
+@main.command()
+@inventory_option
+@vault_option
+@limit_option
+@output_option
+def facts(inventory_path: Path, vault_password_file: Path | None, limit: str | None, output: str) -> None:
+    """Hardware, Secure Boot and GPU (NVML) facts of each node; changes nothing."""
+    from mlops_provision.gpu.collect import collect, human_lines
+
+    vault_password_file = _vault_file(inventory_path, vault_password_file)
+    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
+    summary, records = collect(inventory, limit=limit, vault_password_file=vault_password_file)
+    if output == "json":
+        click.echo(json.dumps({"run_dir": summary.run_dir, "exit_code": summary.exit_code,
+                               "nodes": {h.host: {"status": h.status, "message": h.message,
+                                                  "facts": records.get(h.host)} for h in summary.hosts}},
+                              indent=2, default=str))
+    else:
+        for h in summary.hosts:
+            for line in human_lines(h.host, records.get(h.host), h.message):
+                click.echo(line)
+    sys.exit(summary.exit_code)
 
 
 @main.group("mlflow")
@@ -221,18 +268,15 @@ site_option = click.option("--site", type=click.Path(file_okay=False, path_type=
 
 @sandbox.command("up")
 @site_option
-@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 9))
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Number of nodes (containers: up to 200; VMs: up to 9).")
 @click.option("--kind", type=click.Choice(["container", "vm"]), default="container", show_default=True)
 def sandbox_up(site: Path, nodes: int, kind: str) -> None:
     """Start N sandbox nodes and write their inventory."""
-    from mlops_provision.sandbox import Sandbox, SandboxError
+    from mlops_provision.sandbox import Sandbox
 
     box = Sandbox(site, log=lambda m: err.print(m, highlight=False, markup=False))
-    try:
-        box.up(nodes=nodes, kind=kind)
-    except SandboxError as exc:
-        err.print(f"[bold red]sandbox: {exc}[/]")
-        sys.exit(EXIT_BAD_INPUT)
+    box.up(nodes=nodes, kind=kind)  # errors: exit codes via _Main (sandbox/errors)
     _print_status(box)
     click.echo(f"inventory: {box.inventory}")
 
@@ -252,23 +296,10 @@ def _print_status(box) -> None:
 @click.option("--kind", type=click.Choice(["container", "vm"]), default="container", show_default=True)
 def sandbox_image(kind: str) -> None:
     """Build the sandbox image if needed and print it (podman tag, or the VM base disk)."""
-    from mlops_provision.sandbox import SandboxError, missing_host_packages
-    from mlops_provision.sandbox.image import ensure_container_image, ensure_vm_image, image_for
+    from mlops_provision.sandbox import build_image
 
-    missing = missing_host_packages(kind)
-    if missing:
-        err.print(f"[bold red]sandbox: install these Debian packages first: {' '.join(missing)}[/]")
-        sys.exit(EXIT_BAD_INPUT)
-    image = image_for()
     log = lambda m: err.print(m, highlight=False, markup=False)  # noqa: E731
-    try:
-        if kind == "container":
-            click.echo(ensure_container_image(image, log))
-        else:
-            click.echo(ensure_vm_image(image, log).base_disk)
-    except (SandboxError, OSError) as exc:
-        err.print(f"[bold red]sandbox image: {exc}[/]")
-        sys.exit(EXIT_FAILED)
+    click.echo(build_image(kind, log))  # errors: exit codes via _Main (sandbox/errors)
 
 
 @sandbox.command("status")

@@ -78,3 +78,47 @@ def test_valid_example_site():
 def test_sandbox_status_without_sandbox(tmp_path: Path):
     res = mp("sandbox", "status", "--site", tmp_path)
     assert res.rc == 1 and "no sandbox is up" in res.stdout
+
+
+def test_errors_map_to_exit_codes_without_traceback():
+    """One place turns errors into exit codes: bad input 2, failure 1, unreachable 3, and an
+    unexpected exception (or a failed command) is a message, never a traceback."""
+    import subprocess
+
+    import click
+    from click.testing import CliRunner
+
+    from mlops_provision.cli import _Main
+    from mlops_provision.errors import BadInput, Failed, Unreachable
+
+    raised = {
+        "bad": BadInput("no such thing", details=["file: key: expected x"]),
+        "failed": Failed("it broke"),
+        "unreachable": Unreachable("node1 did not answer"),
+        "command": subprocess.CalledProcessError(5, ["debootstrap", "bookworm"], stderr=b"E: no mirror\n"),
+        "bug": ValueError("oops"),
+    }
+
+    @click.group(cls=_Main)
+    def group() -> None:
+        pass
+
+    for name, exc in raised.items():
+        group.command(name)(lambda exc=exc: (_ for _ in ()).throw(exc))
+    runner = CliRunner()
+    codes = {}
+    for name in raised:
+        res = runner.invoke(group, [name])
+        assert "Traceback" not in res.output, res.output
+        codes[name] = res.exit_code
+        assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert codes == {"bad": 2, "failed": 1, "unreachable": 3, "command": 1, "bug": 1}
+    assert "E: no mirror" in runner.invoke(group, ["command"]).output
+
+
+@pytest.mark.parametrize(("kind", "nodes", "limit"), [("container", 201, "200"), ("vm", 10, "9")])
+def test_sandbox_refuses_more_nodes_than_its_kind_allows(tmp_path: Path, kind, nodes, limit):
+    res = mp("sandbox", "up", "--site", tmp_path, "--kind", kind, "--nodes", str(nodes))
+    assert res.rc == 2, res.stdout + res.stderr
+    assert f"at most {limit} nodes" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / ".mlops-provision").exists(), "nothing started"

@@ -83,3 +83,53 @@ def test_published_ports(tmp_path: Path) -> None:
 def test_vm_boots_the_newest_kernel_of_the_image() -> None:
     boot = [Path(f"/boot/vmlinuz-6.1.0-{abi}-amd64") for abi in (9, 56, 10)]
     assert sorted(boot, key=_version_key)[-1].name == "vmlinuz-6.1.0-56-amd64"
+
+
+def test_a_node_that_does_not_answer_is_unreachable_not_bad_input(tmp_path: Path) -> None:
+    """SSH timeout: exit 3 (a host that does not answer), with the node and its port named."""
+    import subprocess
+
+    import pytest
+
+    from mlops_provision.errors import EXIT_UNREACHABLE
+    from mlops_provision.sandbox import SandboxUnreachable
+    from mlops_provision.sandbox.model import free_port
+
+    box, state = _sandbox(tmp_path)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(box.key)], check=True)
+    state.nodes = state.nodes[:1]
+    state.nodes[0].ssh_port = free_port()  # nothing listens there
+    with pytest.raises(SandboxUnreachable) as err:
+        box.wait_for_ssh(state, timeout=0)
+    assert err.value.exit_code == EXIT_UNREACHABLE
+    assert f"node1 did not answer SSH on 127.0.0.1:{state.nodes[0].ssh_port}" in str(err.value)
+
+
+def test_a_failed_image_build_step_is_a_sandbox_error() -> None:
+    """A build command that fails becomes SandboxError (exit 1) naming the command and its stderr."""
+    import subprocess
+
+    import pytest
+
+    from mlops_provision.sandbox import SandboxError
+    from mlops_provision.sandbox.core import _image_step
+
+    with pytest.raises(SandboxError) as err:
+        _image_step(lambda: subprocess.run(["ls", "/no/such/dir"], check=True, capture_output=True))
+    assert err.value.exit_code == 1
+    assert "`ls /no/such/dir` exited" in err.value.message and err.value.details
+
+
+def test_sandbox_modules_import_no_circle() -> None:
+    """backend, model, image, errors, site_inventory never import core or the backends."""
+    import ast
+
+    import mlops_provision.sandbox as pkg
+
+    root = Path(pkg.__file__).parent
+    leaves = {"backend", "model", "image", "errors", "site_inventory"}
+    for name in leaves:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported = {n.module.rsplit(".", 1)[-1] for n in ast.walk(tree)
+                    if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("mlops_provision.sandbox")}
+        assert not imported & {"core", "containers", "vms"}, (name, imported)

@@ -2,77 +2,110 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
-from typing import TYPE_CHECKING
 
+from mlops_provision.sandbox.backend import Backend, Log
+from mlops_provision.sandbox.errors import SandboxError
 from mlops_provision.sandbox.image import Image, ensure_container_image
-
-if TYPE_CHECKING:
-    from mlops_provision.sandbox.core import Node, Sandbox, State
+from mlops_provision.sandbox.model import Node, State
 
 NETWORK = "mlops-sandbox"
 SUBNET = "10.213.7.0/24"
 PREFIX = "mlops-sandbox-"
-
-
-def ensure_image(image: Image, log) -> None:
-    ensure_container_image(image, log)
+LABEL = "mlops-provision.sandbox"
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], check=check, capture_output=True, text=True)
+    res = subprocess.run(["podman", *args], capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise SandboxError(f"podman {args[0]} failed (exit {res.returncode})",
+                           details=res.stderr.strip().splitlines()[-5:])
+    return res
 
 
-def container_name(sandbox: Sandbox, node: Node) -> str:
-    # One sandbox per site: the site's path keeps two sites' containers apart.
-    import hashlib
-
-    site = hashlib.sha256(str(sandbox.dir).encode()).hexdigest()[:6]
+def container_name(sandbox, node: Node) -> str:
+    """The node's container name; ``sandbox`` is a Sandbox or its directory. One sandbox per
+    site: the site's path keeps two sites' containers apart."""
+    directory = getattr(sandbox, "dir", sandbox)
+    site = hashlib.sha256(str(directory).encode()).hexdigest()[:6]
     return f"{PREFIX}{site}-{node.name}"
 
 
-def other_sandboxes(sandbox: Sandbox) -> set[str]:
-    """Directories of other sandboxes whose containers are on the shared network (same addresses)."""
-    res = _podman("ps", "-a", "--filter", f"network={NETWORK}", "--format",
-                  '{{index .Labels "mlops-provision.sandbox"}}', check=False)
-    return {line for line in res.stdout.split() if line and line != str(sandbox.dir)}
+class ContainerBackend(Backend):
+    kind = "container"
+    # Node i is 10.213.7.(10 + i) on the /24 network; .1 is podman's gateway.
+    max_nodes = 200
+    max_nodes_reason = f"the sandbox network {SUBNET} gives nodes the addresses .11 to .210"
+    private_prefix = "10.213.7"
+
+    def ensure_image(self, image: Image, log: Log) -> None:
+        ensure_container_image(image, log)
+
+    def name(self, node: Node) -> str:
+        return container_name(self.dir, node)
+
+    def conflicts(self) -> set[str]:
+        """Other sandboxes whose containers are on the shared network (same addresses)."""
+        res = _podman("ps", "-a", "--filter", f"network={NETWORK}", "--format",
+                      '{{index .Labels "' + LABEL + '"}}', check=False)
+        return {line for line in res.stdout.split() if line and line != str(self.dir)}
+
+    def start(self, state: State, image: Image) -> None:
+        state.network = NETWORK
+        if _podman("network", "exists", NETWORK, check=False).returncode != 0:
+            _podman("network", "create", "--subnet", SUBNET, NETWORK)
+        for node in state.nodes:
+            name = self.name(node)
+            current = self.status(node)
+            if current == "running":
+                continue
+            if current != "absent":
+                _podman("start", name)
+                continue
+            seed = self.seed(node, {})
+            # SSH, and the node's services (MLflow's HTTPS and HTTP), on 127.0.0.1 only.
+            publish = [arg for host, inside in sorted(node.published().items())
+                       for arg in ("-p", f"127.0.0.1:{host}:{inside}")]
+            _podman(
+                "run", "-d", "--name", name, "--hostname", node.name, "--no-hosts",
+                "--runtime=runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+                "--network", f"{NETWORK}:ip={node.address}",
+                "-p", f"127.0.0.1:{node.ssh_port}:22", *publish,
+                "-v", f"{seed}:/mlops-seed:ro",
+                "--label", f"{LABEL}={self.dir}",
+                image.tag,
+            )
+
+    def status(self, node: Node) -> str:
+        res = _podman("inspect", "--format", "{{.State.Status}}", self.name(node), check=False)
+        return res.stdout.strip() if res.returncode == 0 else "absent"
+
+    def stop(self, state: State) -> None:
+        names = [self.name(node) for node in state.nodes]
+        if names:
+            _podman("rm", "-f", "-t", "5", *names, check=False)
+        users = _podman("ps", "-a", "--filter", f"network={NETWORK}", "--format", "{{.Names}}", check=False)
+        if not users.stdout.strip():
+            _podman("network", "rm", "-f", NETWORK, check=False)
+
+    def memory_bytes(self, node: Node) -> int | None:
+        """The node's current memory use (its cgroup's), or None if podman cannot say."""
+        res = _podman("stats", "--no-stream", "--format", "{{.MemUsage}}", self.name(node),
+                      check=False)
+        return _parse_size(res.stdout.split("/")[0]) if res.returncode == 0 and res.stdout.strip() else None
 
 
-def start(sandbox: Sandbox, state: State, image: Image) -> None:
-    state.network = NETWORK
-    if _podman("network", "exists", NETWORK, check=False).returncode != 0:
-        _podman("network", "create", "--subnet", SUBNET, NETWORK)
-    for node in state.nodes:
-        name = container_name(sandbox, node)
-        current = node_state(sandbox, node)
-        if current == "running":
-            continue
-        if current != "absent":
-            _podman("start", name)
-            continue
-        seed = sandbox._seed(node, {})
-        # SSH, and the node's services (MLflow's HTTPS and HTTP), on 127.0.0.1 only.
-        publish = [arg for host, inside in sorted(node.published().items())
-                   for arg in ("-p", f"127.0.0.1:{host}:{inside}")]
-        _podman(
-            "run", "-d", "--name", name, "--hostname", node.name, "--no-hosts",
-            "--runtime=runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-            "--network", f"{NETWORK}:ip={node.address}",
-            "-p", f"127.0.0.1:{node.ssh_port}:22", *publish,
-            "-v", f"{seed}:/mlops-seed:ro",
-            "--label", "mlops-provision.sandbox=" + str(sandbox.dir),
-            image.tag,
-        )
+def _parse_size(text: str) -> int | None:
+    units = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    text = text.strip().lower().replace(" ", "")
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            try:
+                return int(float(text[: -len(unit)]) * units[unit])
+            except ValueError:
+                return None
+    return None
 
 
-def node_state(sandbox: Sandbox, node: Node) -> str:
-    res = _podman("inspect", "--format", "{{.State.Status}}", container_name(sandbox, node), check=False)
-    return res.stdout.strip() if res.returncode == 0 else "absent"
-
-
-def stop(sandbox: Sandbox, state: State) -> None:
-    for node in state.nodes:
-        _podman("rm", "-f", "-t", "5", container_name(sandbox, node), check=False)
-    users = _podman("ps", "-a", "--filter", f"network={NETWORK}", "--format", "{{.Names}}", check=False)
-    if not users.stdout.strip():
-        _podman("network", "rm", "-f", NETWORK, check=False)
+__all__ = ["NETWORK", "SUBNET", "ContainerBackend", "container_name"]

@@ -13,12 +13,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from mlops_provision.errors import command_failed
+from mlops_provision.sandbox.backend import Backend, Log
+from mlops_provision.sandbox.errors import SandboxError
 from mlops_provision.sandbox.image import Image, ensure_vm_image
-
-if TYPE_CHECKING:
-    from mlops_provision.sandbox.core import Node, Sandbox, State
+from mlops_provision.sandbox.model import Node, State
 
 MEMORY_MB = int(os.environ.get("MLOPS_SANDBOX_VM_MEMORY_MB", "2048"))
 CPUS = int(os.environ.get("MLOPS_SANDBOX_VM_CPUS", "2"))
@@ -26,16 +26,9 @@ DATA_DISK_SIZE = "8G"
 DATA_DISK_DEVICE = "/dev/disk/by-id/virtio-mlops-data"
 # The sandbox's boot loader is QEMU: it passes what GRUB would (audit from boot, for the audit role).
 KERNEL_ARGS = "audit=1 audit_backlog_limit=8192"
-
-
-def ensure_image(image: Image, log) -> None:
-    ensure_vm_image(image, log)
-
-
-def _vm_dir(sandbox: Sandbox) -> Path:
-    d = sandbox.dir / "vm"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+#: Each VM emulates its CPUs in software (TCG) and holds MEMORY_MB: beyond a handful, nodes
+#: time out booting on a small machine long before addresses run out.
+MAX_VMS = 9
 
 
 def _alive(pid_file: Path) -> bool:
@@ -47,70 +40,19 @@ def _alive(pid_file: Path) -> bool:
     return True
 
 
-def _ensure_switch(vm_dir: Path) -> Path:
-    sock = vm_dir / "vde.ctl"
-    pid = vm_dir / "vde.pid"
-    if not _alive(pid):
-        subprocess.run(["vde_switch", "--daemon", "--sock", str(sock), "--pidfile", str(pid)],
-                       check=True)
-        for _ in range(50):
-            if sock.exists():
-                break
-            time.sleep(0.1)
-    return sock
+def _run(cmd: list[str], what: str, **kw) -> None:
+    try:
+        subprocess.run(cmd, check=True, stderr=subprocess.PIPE, **kw)
+    except subprocess.CalledProcessError as exc:
+        failed = command_failed(exc, what)
+        raise SandboxError(failed.message, details=failed.details) from exc
+    except OSError as exc:
+        raise SandboxError(f"{what}: {exc}") from exc
 
 
 def _network_file(node: Node) -> str:
     return ("[Match]\nName=eth1\n\n[Network]\n"
             f"Address={node.address}/24\nLinkLocalAddressing=no\n")
-
-
-def start(sandbox: Sandbox, state: State, image: Image) -> None:
-    vm_dir = _vm_dir(sandbox)
-    switch = _ensure_switch(vm_dir)
-    for index, node in enumerate(state.nodes, start=1):
-        pid_file = vm_dir / f"{node.name}.pid"
-        node.pid_file = str(pid_file)
-        if _alive(pid_file):
-            continue
-        root = vm_dir / f"{node.name}-root.qcow2"
-        data = vm_dir / f"{node.name}-data.qcow2"
-        seed_img = vm_dir / f"{node.name}-seed.img"
-        if not root.exists():
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.base_disk),
-                            "-F", "qcow2", str(root)], check=True)
-        if not data.exists():
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(data), DATA_DISK_SIZE],
-                           check=True)
-        seed = sandbox._seed(node, {"hostname": node.name + "\n",
-                                    "network/20-private.network": _network_file(node)})
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "MLOPSSEED", "-d", str(seed), str(seed_img),
-                        "8M"], check=True, stdout=subprocess.DEVNULL)
-        append = (f"root=LABEL=mlops-root rw console=ttyS0 net.ifnames=0 mlops.seed=disk "
-                  f"systemd.hostname={node.name} {KERNEL_ARGS}")
-        cmd = [
-            "qemu-system-x86_64", "-name", node.name,
-            "-accel", "tcg,thread=multi", "-smp", str(CPUS), "-m", str(MEMORY_MB),
-            "-display", "none", "-serial", f"file:{vm_dir / (node.name + '-console.log')}",
-            "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append,
-            "-drive", f"file={root},format=qcow2,if=virtio",
-            "-drive", f"file={data},format=qcow2,if=none,id=data",
-            "-device", "virtio-blk-pci,drive=data,serial=mlops-data",
-            "-drive", f"file={seed_img},format=raw,if=virtio,readonly=on",
-            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22"
-                       + "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{inside}"
-                                 for host, inside in sorted(node.published().items())),
-            "-device", "virtio-net-pci,netdev=n0",
-            "-netdev", f"vde,id=n1,sock={switch}",
-            "-device", f"virtio-net-pci,netdev=n1,mac=52:54:00:d5:08:{index:02x}",
-            "-qmp", f"unix:{vm_dir / (node.name + '.qmp')},server=on,wait=off",
-            "-daemonize", "-pidfile", str(pid_file),
-        ]
-        subprocess.run(cmd, check=True)
-
-
-def node_state(sandbox: Sandbox, node: Node) -> str:
-    return "running" if node.pid_file and _alive(Path(node.pid_file)) else "stopped"
 
 
 def _kill(pid_file: Path) -> None:
@@ -128,8 +70,91 @@ def _kill(pid_file: Path) -> None:
         pass
 
 
-def stop(sandbox: Sandbox, state: State) -> None:
-    vm_dir = _vm_dir(sandbox)
-    for node in state.nodes:
-        _kill(vm_dir / f"{node.name}.pid")
-    _kill(vm_dir / "vde.pid")
+class VmBackend(Backend):
+    kind = "vm"
+    max_nodes = MAX_VMS
+    max_nodes_reason = (f"each VM emulates {CPUS} CPU(s) in software and holds {MEMORY_MB} MiB; "
+                        "use containers for larger sandboxes")
+    private_prefix = "10.213.8"
+
+    @property
+    def vm_dir(self) -> Path:
+        d = self.dir / "vm"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def ensure_image(self, image: Image, log: Log) -> None:
+        ensure_vm_image(image, log)
+
+    def _ensure_switch(self) -> Path:
+        sock = self.vm_dir / "vde.ctl"
+        pid = self.vm_dir / "vde.pid"
+        if not _alive(pid):
+            _run(["vde_switch", "--daemon", "--sock", str(sock), "--pidfile", str(pid)],
+                 "starting the VMs' private network switch")
+            for _ in range(50):
+                if sock.exists():
+                    break
+                time.sleep(0.1)
+        return sock
+
+    def start(self, state: State, image: Image) -> None:
+        vm_dir = self.vm_dir
+        switch = self._ensure_switch()
+        for index, node in enumerate(state.nodes, start=1):
+            pid_file = vm_dir / f"{node.name}.pid"
+            node.pid_file = str(pid_file)
+            if _alive(pid_file):
+                continue
+            root = vm_dir / f"{node.name}-root.qcow2"
+            data = vm_dir / f"{node.name}-data.qcow2"
+            seed_img = vm_dir / f"{node.name}-seed.img"
+            if not root.exists():
+                _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.base_disk),
+                      "-F", "qcow2", str(root)], f"creating {node.name}'s disk")
+            if not data.exists():
+                _run(["qemu-img", "create", "-q", "-f", "qcow2", str(data), DATA_DISK_SIZE],
+                     f"creating {node.name}'s data disk")
+            seed = self.seed(node, {"hostname": node.name + "\n",
+                                    "network/20-private.network": _network_file(node)})
+            _run(["mkfs.ext4", "-q", "-F", "-L", "MLOPSSEED", "-d", str(seed), str(seed_img), "8M"],
+                 f"creating {node.name}'s seed disk", stdout=subprocess.DEVNULL)
+            append = (f"root=LABEL=mlops-root rw console=ttyS0 net.ifnames=0 mlops.seed=disk "
+                      f"systemd.hostname={node.name} {KERNEL_ARGS}")
+            cmd = [
+                "qemu-system-x86_64", "-name", node.name,
+                "-accel", "tcg,thread=multi", "-smp", str(CPUS), "-m", str(MEMORY_MB),
+                "-display", "none", "-serial", f"file:{vm_dir / (node.name + '-console.log')}",
+                "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append,
+                "-drive", f"file={root},format=qcow2,if=virtio",
+                "-drive", f"file={data},format=qcow2,if=none,id=data",
+                "-device", "virtio-blk-pci,drive=data,serial=mlops-data",
+                "-drive", f"file={seed_img},format=raw,if=virtio,readonly=on",
+                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22"
+                           + "".join(f",hostfwd=tcp:127.0.0.1:{host}-:{inside}"
+                                     for host, inside in sorted(node.published().items())),
+                "-device", "virtio-net-pci,netdev=n0",
+                "-netdev", f"vde,id=n1,sock={switch}",
+                "-device", f"virtio-net-pci,netdev=n1,mac=52:54:00:d5:08:{index:02x}",
+                "-qmp", f"unix:{vm_dir / (node.name + '.qmp')},server=on,wait=off",
+                "-daemonize", "-pidfile", str(pid_file),
+            ]
+            _run(cmd, f"starting VM {node.name}")
+
+    def status(self, node: Node) -> str:
+        return "running" if node.pid_file and _alive(Path(node.pid_file)) else "stopped"
+
+    def stop(self, state: State) -> None:
+        vm_dir = self.vm_dir
+        for node in state.nodes:
+            _kill(vm_dir / f"{node.name}.pid")
+        _kill(vm_dir / "vde.pid")
+
+    def site_vars(self, state: State, vault_password: Path) -> dict:
+        return {
+            # SSH arrives through QEMU's user-mode NAT (10.0.2.2) and from the other VMs.
+            "mlops_admin_cidrs": ["10.0.2.0/24", f"{self.private_prefix}.0/24"],
+            "disk_encryption_volumes": [{"name": "mlops-data", "device": DATA_DISK_DEVICE,
+                                         "mountpoint": "/srv/mlops"}],
+            "disk_encryption_escrow_vault_password_file": str(vault_password),
+        }

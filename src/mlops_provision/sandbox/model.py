@@ -1,0 +1,67 @@
+"""What a sandbox is made of: its nodes, its state file and the groups' published ports.
+
+Plain data, imported by the backends and the lifecycle alike (it imports no other sandbox module).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Ports of a node's services published on 127.0.0.1 of this machine, by group: name -> port
+#: inside the node.
+PUBLISHED = {"mlflow": {"https": 443, "http": 80}}
+
+
+@dataclass
+class Node:
+    name: str
+    ssh_port: int
+    address: str
+    groups: list[str]
+    pid_file: str = ""
+    # Services published on 127.0.0.1 of this machine: name ("https", "http") -> host port.
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def published(self) -> dict[str, int]:
+        """Host port -> port inside the node, for each published service."""
+        inside = {name: port for group in self.groups for name, port in PUBLISHED.get(group, {}).items()}
+        return {host: inside[name] for name, host in self.ports.items() if name in inside}
+
+
+@dataclass
+class State:
+    kind: str
+    image: str
+    nodes: list[Node] = field(default_factory=list)
+    network: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> State | None:
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data["nodes"] = [Node(**n) for n in data["nodes"]]
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def node_groups(index: int) -> list[str]:
+    """node1 is the control plane and MLflow host; the rest are CPU workers (no GPU here)."""
+    return ["control_plane", "mlflow"] if index == 1 else ["cpu_workers"]
+
+
+def free_port(taken: set[int] | None = None) -> int:
+    """A free TCP port on 127.0.0.1, not in (and then added to) ``taken``."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not taken or port not in taken:
+            if taken is not None:
+                taken.add(port)
+            return port

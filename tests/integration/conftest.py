@@ -1,4 +1,16 @@
-"""A real sandbox for the integration tests: brought up once per module, torn down after."""
+"""Real sandboxes for the integration tests, and the converges the tests share.
+
+Container kind: ONE sandbox of three systemd containers per session (node1: control_plane and
+mlflow; node2, node3: cpu_workers), converged fresh ONCE (``fresh_converge``: the whole site, MLflow
+pinned to ``MLFLOW_OLD`` so that test_mlflow can upgrade it), then brought to the sandbox
+inventory's own settings (``converged_containers``: the upgrade to ``MLFLOW_NEW``). Every container
+module reads these hosts; only one container sandbox can be up on a machine anyway (they share a
+podman network). Modules run in the order of ``MODULE_ORDER``: test_mlflow first (it logs the run
+the upgrade must keep), then test_containers, then any other container reader (e.g. test_gpu),
+then the VM modules. A test that breaks a shared host (stops a service, drops a database) restores
+it and proves it restored (`up` changed=0 or `verify` passing) before the next reader runs.
+
+VM kind: test_vm brings up its own two VMs (module scope) and converges node1 once."""
 
 from __future__ import annotations
 
@@ -12,6 +24,28 @@ import yaml
 from mlops_provision.sandbox import Sandbox, missing_host_packages
 from mlops_provision.sandbox.core import VAULT_PASSWORD, InventoryDumper, InventoryLoader
 from tests.conftest import mp
+
+MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
+# Modules that read the shared container sandbox, in the order they must run; other integration
+# modules follow them, the VM modules (their own hosts, minutes per converge) run last.
+MODULE_ORDER = ("test_mlflow", "test_containers")
+LAST = ("test_vm",)
+
+
+def pytest_collection_modifyitems(items):
+    """Integration modules in MODULE_ORDER, then the others, then LAST; tests keep their order
+    within a module, and tests outside tests/integration keep theirs (they run first)."""
+    here = Path(__file__).parent
+
+    def rank(item) -> int:
+        path = Path(str(item.path))
+        if path.parent != here:
+            return 0
+        if path.stem in MODULE_ORDER:
+            return 1 + MODULE_ORDER.index(path.stem)
+        return 2 + len(MODULE_ORDER) if path.stem in LAST else 1 + len(MODULE_ORDER)
+
+    items.sort(key=rank)
 
 
 def require_host_tools(kind: str) -> None:
@@ -72,3 +106,59 @@ def node_ssh(inventory: Path, node: str, command: str, check: bool = True,
 
 def by_host(summary: dict) -> dict[str, dict]:
     return {h["host"]: h for h in summary["hosts"]}
+
+
+# --------------------------------------------------------------------------- the shared container sandbox
+
+@pytest.fixture(scope="session")
+def container_inventory(tmp_path_factory):
+    """The session's container sandbox (3 nodes), its own inventory; torn down at the session's end."""
+    site = tmp_path_factory.mktemp("site")
+    inv = bring_up(site, 3, "container")
+    yield inv
+    tear_down(site)
+
+
+@pytest.fixture(scope="session")
+def old_mlflow_inventory(container_inventory):
+    """The sandbox's inventory with MLflow pinned to MLFLOW_OLD (what the fresh converge installs)."""
+    def pin(data):
+        data["all"]["children"]["mlflow"]["vars"]["mlflow_version"] = MLFLOW_OLD
+
+    return variant(container_inventory, "old", pin)
+
+
+@pytest.fixture(scope="session")
+def fresh_converge(old_mlflow_inventory) -> dict:
+    """THE fresh converge of the container kind: the whole site on the three new nodes (MLflow at
+    MLFLOW_OLD); its JSON summary."""
+    res = mp("up", "-i", old_mlflow_inventory, "--output", "json", "--vault-password-file",
+             vault_password(old_mlflow_inventory), timeout=1800)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.json()
+
+
+@pytest.fixture(scope="session")
+def converged_containers(container_inventory, fresh_converge) -> dict:
+    """The three nodes at the sandbox inventory's own settings: `up` after the fresh converge, which
+    upgrades MLflow MLFLOW_OLD -> MLFLOW_NEW on node1; its JSON summary. Readers of the converged
+    hosts ask for this (test_mlflow only after logging the run the upgrade must keep)."""
+    res = mp("up", "-i", container_inventory, "--output", "json", timeout=1800)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.json()
+
+
+@pytest.fixture(scope="session")
+def noop_up(converged_containers, container_inventory) -> dict:
+    """A second `up` of the whole converged sandbox (it must change nothing); its JSON summary."""
+    res = mp("up", "-i", container_inventory, "--output", "json")
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.json()
+
+
+@pytest.fixture(scope="session")
+def verify_report(converged_containers, container_inventory, tmp_path_factory):
+    """`verify` of the whole converged sandbox with a JUnit file: (rc, JSON report, JUnit path)."""
+    junit = tmp_path_factory.mktemp("verify") / "verify.xml"
+    res = mp("verify", "-i", container_inventory, "--output", "json", "--junit", junit)
+    return res.rc, res.json(), junit

@@ -1,5 +1,7 @@
-"""End to end on 3 sandbox systemd containers: up, verify, idempotence, check mode, drift,
-an unreachable host, and secrets kept out of every record."""
+"""End to end on the session's 3 sandbox systemd containers (tests/integration/conftest.py): the
+fresh converge, verify, idempotence, check mode, drift, an unreachable host, and secrets kept out
+of every record. The hosts are shared with test_mlflow (which runs first): these tests read the
+converged hosts, and the one that breaks two of them repairs them and proves it."""
 
 from __future__ import annotations
 
@@ -11,43 +13,37 @@ import pytest
 from mlops_provision.sandbox.containers import container_name
 from mlops_provision.sandbox.core import Sandbox, VaultText, free_port
 from tests.conftest import mp
-from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant, vault_password
+from tests.integration.conftest import by_host, node_ssh, variant, vault_password
 
 pytestmark = pytest.mark.integration
 NODES = ["node1", "node2", "node3"]
 
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory):
-    site = tmp_path_factory.mktemp("site")
-    inv = bring_up(site, 3, "container")
-    yield inv
-    tear_down(site)
+def inventory(container_inventory):
+    return container_inventory
 
 
 @pytest.fixture(scope="module")
-def first_up(inventory):
-    res = mp("up", "-i", inventory, "--output", "json")
-    assert res.rc == 0, res.stdout + res.stderr
-    return res.json()
+def first_up(converged_containers):
+    """The hosts converged at the sandbox inventory's settings (the shared converge)."""
+    return converged_containers
 
 
-def test_first_up_converges_every_host(first_up):
-    hosts = by_host(first_up)
+def test_first_up_converges_every_host(fresh_converge):
+    hosts = by_host(fresh_converge)
     assert sorted(hosts) == NODES
     for name, h in hosts.items():
         assert h["failed"] == 0 and h["unreachable"] == 0, name
         assert h["changed"] > 0, f"{name}: a fresh node must need changes"
-    run_dir = Path(first_up["run_dir"])
+    run_dir = Path(fresh_converge["run_dir"])
     assert (run_dir / "summary.json").is_file()
     assert any((run_dir / "artifacts").rglob("job_events/*.json"))
 
 
-def test_verify_passes_with_junit(inventory, first_up, tmp_path):
-    junit = tmp_path / "verify.xml"
-    res = mp("verify", "-i", inventory, "--output", "json", "--junit", junit)
-    report = res.json()
-    assert res.rc == 0, res.stdout
+def test_verify_passes_with_junit(verify_report):
+    rc, report, junit = verify_report
+    assert rc == 0, report
     assert report["counts"]["failed"] == 0 and report["counts"]["error"] == 0
     assert {r["host"] for r in report["results"]} == set(NODES)
     assert report["counts"]["passed"] >= 8 * len(NODES)
@@ -56,10 +52,8 @@ def test_verify_passes_with_junit(inventory, first_up, tmp_path):
     assert all(s.get("failures") == "0" for s in suites)
 
 
-def test_second_up_changes_nothing(inventory, first_up):
-    res = mp("up", "-i", inventory, "--output", "json")
-    assert res.rc == 0, res.stdout + res.stderr
-    changed = {h["host"]: h["changed"] for h in res.json()["hosts"]}
+def test_second_up_changes_nothing(noop_up):
+    changed = {h["host"]: h["changed"] for h in noop_up["hosts"]}
     assert changed == dict.fromkeys(NODES, 0)
 
 

@@ -1,10 +1,13 @@
-"""End to end on ONE sandbox systemd container: the MLflow layer (roles postgresql and mlflow).
+"""End to end on node1 of the session's container sandbox (tests/integration/conftest.py: shared
+with test_containers, which runs after this module): the MLflow layer (roles postgresql and mlflow).
 
 From the admin side, as a data scientist and an operator would: converge MLflow 3.17.1, log a
 run with the `mlflow` client over HTTPS, check idempotence, check mode and verify, probe the
 proxy (401, redirect, wrong Host, unknown SNI), upgrade to 3.17.2 (the run survives, a
 pre-upgrade dump is left), take a backup, destroy the database, restore, and reject bad input
-before any change. Wall times of install and start are printed as [wall]/[mlflow] lines."""
+before any change. The session's one fresh converge installs MLflow 3.17.1 (the whole site, all
+three nodes); the upgrade to 3.17.2 is the `up` that brings the shared hosts to the sandbox
+inventory's settings. Wall times of install and start are printed as [wall]/[mlflow] lines."""
 
 from __future__ import annotations
 
@@ -21,11 +24,11 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 
 from mlops_provision.sandbox.core import InventoryLoader, Sandbox, VaultText
 from tests.conftest import mp
-from tests.integration.conftest import bring_up, by_host, node_ssh, tear_down, variant, vault_password
+from tests.integration.conftest import MLFLOW_NEW, MLFLOW_OLD, by_host, node_ssh, variant, vault_password
 
 pytestmark = pytest.mark.integration
 
-OLD, NEW = "3.17.1", "3.17.2"
+OLD, NEW = MLFLOW_OLD, MLFLOW_NEW
 ARTIFACT = os.urandom(256 * 1024) + b"end of the artifact\n"
 STATE: dict = {}  # what one test hands the next: run id, timings
 
@@ -136,27 +139,21 @@ def _assert_run_intact(client, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the node
 
 @pytest.fixture(scope="module")
-def inventory(tmp_path_factory):
-    site = tmp_path_factory.mktemp("mlsite")
-    inv = bring_up(site, 1, "container")
-    yield inv
-    tear_down(site)
+def inventory(container_inventory):
+    return container_inventory
 
 
 @pytest.fixture(scope="module")
-def old_inventory(inventory):
+def old_inventory(old_mlflow_inventory):
     """The sandbox's inventory with MLflow pinned to the older version."""
-    def pin(data):
-        data["all"]["children"]["mlflow"]["vars"]["mlflow_version"] = OLD
-
-    return variant(inventory, "old", pin)
+    return old_mlflow_inventory
 
 
 @pytest.fixture(scope="module")
-def first_up(old_inventory):
-    run = _up(old_inventory)
-    _report_times(f"fresh install of MLflow {OLD} (whole site, base and hardening included)", run)
-    return run
+def first_up(fresh_converge):
+    _report_times(f"fresh install of MLflow {OLD} (whole site on 3 nodes, base and hardening included)",
+                  fresh_converge)
+    return fresh_converge
 
 
 def test_first_up_converges(first_up):
@@ -262,9 +259,10 @@ def test_modern_tls_only(inventory, first_up):
 # --------------------------------------------------------------------------- upgrade
 
 @pytest.fixture(scope="module")
-def upgraded(inventory, first_up, client):
+def upgraded(request, first_up, client):
+    """The shared `up` to the sandbox inventory's settings, asked for only once the run is logged."""
     assert "run_id" in STATE, "test_client_logs_and_reads_back_over_https must run first"
-    run = _up(inventory)
+    run = request.getfixturevalue("converged_containers")
     _report_times(f"upgrade {OLD} -> {NEW}", run)
     return run
 
@@ -288,10 +286,12 @@ def test_upgrade_keeps_the_run_and_leaves_a_dump(inventory, upgraded, client, tm
     _assert_run_intact(client, tmp_path)
 
 
-def test_after_the_upgrade_up_changes_nothing_and_verify_passes(inventory, upgraded):
-    assert by_host(_up(inventory))["node1"]["changed"] == 0
-    res = mp("verify", "-i", inventory, "--output", "json")  # the sandbox's vault password is found
-    assert res.rc == 0, res.stdout[-3000:]
+def test_after_the_upgrade_up_changes_nothing_and_verify_passes(upgraded, noop_up, verify_report):
+    assert by_host(noop_up)["node1"]["changed"] == 0
+    rc, report, _ = verify_report  # the sandbox's vault password is found
+    assert rc == 0, report
+    assert {r["check"] for r in report["results"] if r["host"] == "node1" and r["module"] == "mlflow"
+            and r["outcome"] == "passed"} >= {"MLflow server active and enabled, at the pinned version"}
 
 
 def test_downgrade_is_refused_before_any_change(old_inventory, upgraded):

@@ -1,10 +1,14 @@
-"""End to end on two sandbox QEMU VMs (TCG, a real kernel): base + hardening converge on node1
-and verify (LUKS, nftables probed from node2, auditd, sshd, sysctls), encryption that is real,
-and bad input stopped before any change. node2 stays as the image booted it: it is the other
+"""End to end on two sandbox QEMU VMs (TCG, a real kernel): the suite's ONE VM converge. Base +
+hardening converge on node1 with a keyfile-unlocked volume, then verify (LUKS, nftables probed from
+node2, auditd, sshd, sysctls), idempotence (second `up` changed=0), encryption that is real, bad
+input stopped before any change, a reboot after which the keyfile opens the volume and verify
+passes again (what the Molecule VM scenario proved; it is gone: each converge costs minutes under
+TCG), then the same volume moved to Tang (`up --tags disk_encryption`) and Tang at boot, up and
+down. node2 stays as the image booted it: it is the other
 machine on the VM network that probes node1's firewall and runs the Tang server that unlocks
 node1's volume at boot (converging it too would double the module's time on two cores without
-showing anything node1 does not). Idempotence and a reboot on a VM are the
-Molecule scenario molecule/vm (each converge costs minutes under TCG). The MLflow layer is
+showing anything node1 does not). The tests run in file order: those that reboot node1 or change
+its volume's unlocking come after every test that reads the keyfile-mode host. The MLflow layer is
 left out here (--tags base,hardening): it is proven on containers in test_mlflow.py, and its
 install under TCG would double this module's time. AIDE is off here too (os_hardening_aide:
 false): it needs no real kernel and is proven on containers (test_containers.py), while under
@@ -38,13 +42,13 @@ TANG = "http://10.213.8.12"  # node2 on the VM network
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    """node1's volume is bound to a Tang server on node2 (Debian's tang package, port 80)."""
+    """Two VMs; node2 runs a Tang server (Debian's tang package, port 80) that fixture `tang`
+    later binds node1's volume to."""
     site = tmp_path_factory.mktemp("vmsite")
     inv = bring_up(site, 2, "vm")
     node_ssh(inventory=inv, node="node2", command="apt-get update -q && DEBIAN_FRONTEND=noninteractive "
              "apt-get install -y -q --no-install-recommends tang && systemctl is-active tangd.socket")
-    inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(
-        os_hardening_aide=False, disk_encryption_tang_servers=[{"url": TANG}]))
+    inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(os_hardening_aide=False))
     yield inv
     tear_down(site)
 
@@ -77,9 +81,15 @@ def test_converge_then_verify_hardening(inventory, converged):
                   "loaded audit rules equal the rules on disk", "kernel parameters have their effective values",
                   "kernel parameters at boot equal the inventory's", "password login refused, key login works",
                   "every key is escrowed, vault-encrypted, on the admin machine",
-                  "bound to the inventory's Tang servers, and they unlock each volume",
                   "keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks"):
         assert ("node1", check) in passed, check
+
+
+def test_second_up_changes_nothing(inventory, converged):
+    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "base,hardening", "--output", "json",
+             timeout=2400)
+    assert res.rc == 0, res.stdout + res.stderr
+    assert by_host(res.json())["node1"]["changed"] == 0, res.stdout
 
 
 def test_encryption_is_real(inventory, converged):
@@ -153,7 +163,6 @@ def test_invalid_cidr_is_bad_input(inventory):
     assert res.rc == 2 and "mlops_admin_cidrs" in res.stderr
 
 
-
 def wait_for(inventory, node: str, command: str, what: str, seconds: int = 600) -> str:
     """Poll ``command`` over SSH until it succeeds (the node may be down meanwhile); its stdout."""
     deadline = time.monotonic() + seconds
@@ -179,7 +188,51 @@ def _volume(inventory) -> str:
                     " cat /srv/mlops/tang-marker.txt", check=False).stdout
 
 
-def test_tang_unlocks_the_volume_at_boot(inventory, converged):
+def _verify_node1(inventory) -> set[str]:
+    """verify of node1's base and hardening checks, all passing; the checks that passed."""
+    res = mp("verify", "-i", inventory, "--limit", "node1", "-k", "not mlflow and not postgresql", "--output", "json",
+             "--vault-password-file", vault_password(inventory))
+    results = res.json()["results"]
+    failed = [(r["check"], r["message"]) for r in results if r["outcome"] in ("failed", "error")]
+    assert res.rc == 0 and not failed, failed
+    return {r["check"] for r in results if r["outcome"] == "passed"}
+
+
+def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged):
+    """After a reboot the keyfile opens the volume, and the firewall, audit rules, kernel parameters
+    and SSH come back: verify passes again."""
+    node_ssh(inventory, "node1", "echo survives > /srv/mlops/keyfile-marker.txt && sync")
+    reboot(inventory, "node1")
+    wait_for(inventory, "node1", "mountpoint -q /srv/mlops", "the volume mounted with its keyfile", 180)
+    assert node_ssh(inventory, "node1", "cat /srv/mlops/keyfile-marker.txt").stdout == "survives\n"
+    passed = _verify_node1(inventory)
+    for check in ("LUKS2 mapping active with argon2id", "loaded table equals the file on disk",
+                  "loaded audit rules equal the rules on disk", "kernel parameters at boot equal the inventory's",
+                  "password login refused, key login works"):
+        assert check in passed, check
+
+
+@pytest.fixture(scope="module")
+def tang(inventory, converged):
+    """node1's keyfile volume moved to node2's Tang server: `up` of the disk_encryption layer binds
+    it, proves Tang unlocks it and removes the keyfile (the escrowed key stays)."""
+    edit_inventory(inventory, lambda data: data["all"]["vars"].update(disk_encryption_tang_servers=[{"url": TANG}]))
+    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
+             "--vault-password-file", vault_password(inventory), timeout=1800)
+    assert res.rc == 0, res.stdout + res.stderr
+    assert by_host(res.json())["node1"]["changed"] > 0
+    return res.json()
+
+
+def test_moved_to_tang_verify_passes(inventory, tang):
+    passed = _verify_node1(inventory)
+    for check in ("bound to the inventory's Tang servers, and they unlock each volume",
+                  "keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks",
+                  "every key is escrowed, vault-encrypted, on the admin machine"):
+        assert check in passed, check
+
+
+def test_tang_unlocks_the_volume_at_boot(inventory, tang):
     """No key on node1: after a reboot the volume is open and mounted because node2's Tang answered."""
     node_ssh(inventory, "node1", "echo survives > /srv/mlops/tang-marker.txt && sync")
     reboot(inventory, "node1")
@@ -191,7 +244,7 @@ def test_tang_unlocks_the_volume_at_boot(inventory, converged):
     assert node_ssh(inventory, "node1", "ls -A /etc/mlops-provision/luks-keys").stdout == ""
 
 
-def test_tang_down_at_boot_then_up_opens_from_the_escrow(inventory, converged):
+def test_tang_down_at_boot_then_up_opens_from_the_escrow(inventory, tang):
     """Tang down: node1 boots with the volume closed; `up` hands systemd the escrowed key (data back,
     units active), fails naming the unreachable Tang server; once Tang is back, `up` changes nothing."""
     node_ssh(inventory, "node2", "systemctl stop tangd.socket 'tangd@*.service'")

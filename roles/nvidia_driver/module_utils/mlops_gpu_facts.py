@@ -1,0 +1,1 @@
+../../../src/mlops_provision/gpu/facts.py

@@ -1,8 +1,21 @@
-"""Run a playbook through ansible-runner (in-process), with live progress and a run record."""
+"""Run a playbook through ansible-runner (in-process), with live progress and a run record.
+
+The run record (``SITE/.mlops-provision/runs/<stamp>-<verb>/``) is private and clean from its
+first byte, so that a run killed hard (SIGKILL, the OOM killer, a power cut) leaves nothing
+behind that a finished run would not:
+
+- the directory is created mode 0700 (and ``runs/`` too) before ansible-runner writes into it;
+- ansible-playbook gets an allow-listed environment (:func:`child_env`), not the admin's whole
+  one; ansible-runner's copy of it in ``artifacts/ansible/command`` is dropped as soon as it is
+  written (before ansible-playbook starts), and its ``env/`` files are never written;
+- every event is scrubbed in memory before ansible-runner writes it (:meth:`RunTracker.handle`),
+  and ansible-runner's raw ``stdout`` file is not written (``stdout`` is rebuilt from the
+  scrubbed events when the run is sealed);
+- records of runs that never returned are sealed by the next run (:func:`seal_abandoned`).
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
@@ -12,18 +25,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ansible_runner
 
 from mlops_provision import paths
-from mlops_provision.inventory import Inventory
+from mlops_provision.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from mlops_provision.secrets import Scrubber
 
-# Exit codes of `up` (and of every command that converges hosts). Documented in docs/cli.md.
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
+if TYPE_CHECKING:
+    from mlops_provision.site import Site as Inventory
+
+# Exit codes of `up` (and of every command that converges hosts): mlops_provision.errors.
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "RunSummary", "RunTracker",
+           "run_playbook"]
 
 
 @dataclass
@@ -113,6 +128,12 @@ class RunTracker:
         return " ".join(str(msg).split())[:500]
 
     def handle(self, event: dict) -> bool:
+        """ansible-runner's event handler: scrubs the event in place (ansible-runner writes what
+        this leaves), then folds it into the per-host state. Returns True: write the event."""
+        if self.scrub:
+            clean = self.scrub.data(event)
+            event.clear()
+            event.update(clean)
         kind = event.get("event", "")
         data = event.get("event_data", {}) or {}
         host = data.get("host")
@@ -156,28 +177,76 @@ class RunTracker:
 
 
 def hosts_matching(inventory: Inventory, limit: str | None) -> list[str]:
-    """The hosts an Ansible ``--limit`` selects: names, groups or globs; ``!x`` excludes."""
-    if not limit:
-        return list(inventory.hosts)
-    selected: set[str] = set()
-    excluded: set[str] = set()
-    for term in filter(None, re.split(r"[,:]", limit)):
-        into = excluded if term.startswith("!") else selected
-        term = term.lstrip("!&")
-        if term in inventory.groups:
-            into.update(inventory.groups[term])
-        else:
-            into.update(fnmatch.filter(inventory.hosts, term))
-    if not selected and excluded:
-        selected = set(inventory.hosts)
-    return sorted(selected - excluded)
+    """The hosts an Ansible ``--limit`` selects, as Ansible's ``InventoryManager`` selects them
+    (``a:&b`` is an intersection, ``a:!b`` a difference): see
+    :func:`mlops_provision.site.hosts_matching`."""
+    return inventory.matching(limit)
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) mode 0700; an existing one is made 0700."""
+    old = os.umask(0o077)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o700)
 
 
 def new_run_dir(inventory: Path, verb: str) -> Path:
+    """A new run record directory, private (0700) before anything is written into it."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    run_dir = paths.site_state_dir(inventory) / "runs" / f"{stamp}-{verb}"
-    (run_dir / "runner").mkdir(parents=True)
+    runs = paths.site_state_dir(inventory) / "runs"
+    _private_dir(runs)
+    run_dir = runs / f"{stamp}-{verb}"
+    _private_dir(run_dir)
+    _private_dir(run_dir / "runner")
+    (run_dir / OWNER).write_text(f"{os.getpid()}\n")
     return run_dir
+
+
+#: The pid of the process running a record's run; gone once the run is sealed.
+OWNER = "owner.pid"
+
+
+def _running(run_dir: Path) -> bool:
+    try:
+        os.kill(int((run_dir / OWNER).read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+#: What ansible-playbook inherits from the admin's environment (besides ansible_env()): what a
+#: login shell needs, the locale, the SSH agent, and ANSIBLE_*/MLOPS_* settings whose names do not
+#: look secret. Nothing else reaches it, or ansible-runner's record of it.
+CHILD_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+                   "SSH_AUTH_SOCK", "VIRTUAL_ENV", "PYTHONPATH")
+CHILD_ENV_PREFIXES = ("LC_", "ANSIBLE_", "MLOPS_")
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|_KEY$", re.IGNORECASE)
+
+
+def child_env(environ: dict[str, str], ours: dict[str, str]) -> dict[str, str]:
+    """ansible-playbook's environment: the allow-listed part of ``environ`` plus ``ours``."""
+    keep = {k: v for k, v in environ.items()
+            if k in CHILD_ENV_NAMES or (k.startswith(CHILD_ENV_PREFIXES) and not SECRET_NAME.search(k))}
+    return {**keep, **ours}
+
+
+def _drop_recorded_env(artifact_dir: Path) -> None:
+    """Remove the environment from ansible-runner's ``command`` record, if it is there."""
+    command = artifact_dir / "command"
+    try:
+        data = json.loads(command.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and "env" in data:
+        data.pop("env")
+        tmp = command.with_name(".command.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, command)
 
 
 def ansible_env(vault_password_file: Path | None = None) -> dict[str, str]:
@@ -222,10 +291,20 @@ def run_playbook(
     tracker = RunTracker(targets, scrubber, on_change)
     cmdline = ["--check", "--diff"] if check else []
     env = ansible_env(vault_password_file)
+    artifact_dir = run_dir / "artifacts"
+
+    def on_status(data: dict, runner_config=None) -> None:
+        # "running" comes after ansible-runner wrote artifacts/ansible/command, before the
+        # playbook starts: drop the environment recorded there.
+        if data.get("status") == "running":
+            _drop_recorded_env(artifact_dir / "ansible")
+
+    seal_abandoned(run_dir.parent, scrubber)
     t0 = time.monotonic()
-    result = ansible_runner.run(
+    _private_dir(artifact_dir)
+    runner = ansible_runner.interface.init_runner(
         private_data_dir=str(run_dir / "runner"),
-        artifact_dir=str(run_dir / "artifacts"),
+        artifact_dir=str(artifact_dir),
         ident="ansible",
         project_dir=str(paths.project_root()),
         playbook=str(playbook),
@@ -236,9 +315,19 @@ def run_playbook(
         envvars=env,
         quiet=True,
         event_handler=tracker.handle,
-        settings={"suppress_ansible_output": True},
+        status_handler=on_status,
+        suppress_env_files=True,
         json_mode=False,
     )
+    # Settings are read from env/settings, which suppress_env_files leaves unwritten: set them here.
+    # No raw stdout file (verbose lines bypass the event handler); _seal rebuilds it from the events.
+    runner.config.suppress_output_file = True
+    runner.config.suppress_ansible_output = True
+    # ansible-runner seeds the child's environment with all of ours: keep the allow-listed part.
+    runner.config.env = child_env(runner.config.env, {k: v for k, v in runner.config.env.items()
+                                                      if k not in os.environ or os.environ[k] != v})
+    runner.run()
+    result = runner
     summary.duration_s = round(time.monotonic() - t0, 1)
     summary.ansible_rc = result.rc
     stats = result.stats or {}
@@ -255,13 +344,44 @@ def run_playbook(
     return summary
 
 
-def _seal(run_dir: Path, summary: RunSummary, scrubber: Scrubber) -> None:
-    """Write summary.json and scrub every secret out of the run record."""
-    command = run_dir / "artifacts" / "ansible" / "command"
-    if command.exists():  # ansible-runner records the whole process environment there
-        data = json.loads(command.read_text())
-        data.pop("env", None)
-        command.write_text(json.dumps(data))
-    (run_dir / "summary.json").write_text(json.dumps(scrubber.data(summary.to_dict()), indent=2))
-    scrubber.tree(run_dir)
+def _events_stdout(artifact_dir: Path) -> str:
+    """The run's stdout, rebuilt from its (scrubbed) events in order."""
+    events = []
+    for path in artifact_dir.glob("job_events/*.json"):
+        if "-partial" in path.name:
+            continue
+        try:
+            event = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        events.append((event.get("counter", 0), event.get("stdout", "")))
+    return "\n".join(text for _, text in sorted(events) if text) + "\n"
+
+
+def _seal(run_dir: Path, summary: RunSummary | None, scrubber: Scrubber) -> None:
+    """Finish a run record: no environment, no partial events, stdout from the scrubbed
+    events, summary.json (if the run returned), every known secret scrubbed, mode 0700."""
     os.chmod(run_dir, 0o700)
+    artifact_dir = run_dir / "artifacts" / "ansible"
+    _drop_recorded_env(artifact_dir)
+    for partial in artifact_dir.glob("job_events/*-partial.json*"):  # raw, unscrubbed: never merged
+        partial.unlink(missing_ok=True)
+    if artifact_dir.is_dir():
+        (artifact_dir / "stdout").write_text(_events_stdout(artifact_dir))
+        (artifact_dir / "stdout").chmod(0o600)
+    if summary is not None:
+        (run_dir / "summary.json").write_text(json.dumps(scrubber.data(summary.to_dict()), indent=2))
+    scrubber.tree(run_dir)
+    (run_dir / OWNER).unlink(missing_ok=True)
+
+
+def seal_abandoned(runs: Path, scrubber: Scrubber) -> list[Path]:
+    """Seal the records of earlier runs that never returned (no summary.json: killed hard);
+    they keep no summary. Returns the directories sealed."""
+    sealed = []
+    for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+        if run_dir.is_dir() and (run_dir / OWNER).exists() and not _running(run_dir):
+            _seal(run_dir, None, scrubber)
+            (run_dir / "ABANDONED").write_text("this run never returned (killed); sealed by a later run\n")
+            sealed.append(run_dir)
+    return sealed

@@ -130,3 +130,109 @@ def test_reports_print_ansible_text_literally():
     out = io.StringIO()
     print_run(summary, Console(file=out, width=200))
     assert "bad [/] value [bold]x" in out.getvalue() and "not run" in out.getvalue()
+
+
+PLANTED = "PLANTED-s3cr3t-7f9q"
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of pid, from /proc (the run's ansible-playbook and its workers)."""
+    from pathlib import Path
+
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *_children(kid)]
+    return out
+
+
+def test_a_run_killed_hard_leaves_a_private_record_without_secret_or_environment(tmp_path):
+    """SIGKILL in the middle of a run (after a task printed a vault secret): the record is 0700,
+    holds no secret, no copy of the process environment and no env/ files; the next run seals
+    what the killed one left (raw partial events)."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    from mlops_provision.runner import OWNER, seal_abandoned
+
+    (tmp_path / "vault-pw").write_text("pw-for-the-kill-test\n")
+    token = VaultLib([("default", VaultSecret(b"pw-for-the-kill-test"))]).encrypt(PLANTED).decode()
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {sys.executable}\n"
+        "  vars:\n    demo_token: !vault |\n" + "".join(f"      {line}\n" for line in token.splitlines()))
+    (tmp_path / "play.yml").write_text(
+        "- name: Demo\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Show the secret\n      ansible.builtin.debug:\n        msg: \"token={{ demo_token }}\"\n"
+        "    - name: Wait to be killed\n      ansible.builtin.command: sleep 60\n      changed_when: false\n")
+    script = (
+        "import sys\nfrom pathlib import Path\ntry:\n    from mlops_provision.site import load\n"
+        "except ImportError:\n    from mlops_provision.inventory import load\n"
+        "from mlops_provision.runner import run_playbook\n"
+        "inv = load(Path(sys.argv[1]), vault_password_file=sys.argv[2], strict=False)\n"
+        "assert sys.argv[4] in inv.secrets()\n"
+        "run_playbook(inv, playbook=Path(sys.argv[3]), vault_password_file=Path(sys.argv[2]))\n")
+    env = {**os.environ, "MLOPS_KILL_TEST_SECRET_ENV": PLANTED, "AWS_SECRET_ACCESS_KEY": PLANTED}
+    proc = subprocess.Popen([sys.executable, "-c", script, tmp_path / "hosts.yml", tmp_path / "vault-pw",
+                             tmp_path / "play.yml", PLANTED], env=env, cwd=tmp_path)
+    runs = tmp_path / ".mlops-provision" / "runs"
+    orphans: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            events = list(runs.glob("*/artifacts/ansible/job_events/*.json"))
+            if any("Wait to be killed" in e.read_text() for e in events if "-partial" not in e.name):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        orphans = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        (run_dir,) = runs.iterdir()
+        assert (run_dir.stat().st_mode & 0o777) == 0o700
+        assert (runs.stat().st_mode & 0o777) == 0o700
+        files = [p for p in run_dir.rglob("*") if p.is_file()]
+        assert any("token=********" in p.read_text() for p in files), "the masked event is recorded"
+        leaks = [p for p in files if PLANTED in p.read_text(errors="replace")]
+        assert not leaks, f"secret in {leaks}"
+        command = json.loads((run_dir / "artifacts" / "ansible" / "command").read_text())
+        assert "env" not in command
+        assert not list((run_dir / "runner").rglob("env/*")), "ansible-runner's env/ files were written"
+        assert not (run_dir / "artifacts" / "ansible" / "stdout").exists(), "raw stdout is not written"
+
+        # What the killed run could not clean: raw partial events (an orphaned ansible-playbook
+        # may still write them). The next run in this site seals the record.
+        partial = run_dir / "artifacts" / "ansible" / "job_events" / "x-partial.json"
+        partial.write_text(json.dumps({"res": {"msg": PLANTED}}))
+        assert seal_abandoned(runs, Scrubber([PLANTED])) == [run_dir]
+        files = [p for p in run_dir.rglob("*") if p.is_file()]
+        assert not [p for p in files if PLANTED in p.read_text(errors="replace")]
+        assert not (run_dir / OWNER).exists() and (run_dir / "ABANDONED").exists()
+        assert "token=********" in (run_dir / "artifacts" / "ansible" / "stdout").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_child_env_keeps_only_what_ansible_needs():
+    from mlops_provision.runner import child_env
+
+    env = child_env({"PATH": "/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "ANSIBLE_HOST_KEY_CHECKING": "False",
+                     "ANSIBLE_BECOME_PASSWORD": "x", "AWS_SECRET_ACCESS_KEY": "x", "GITHUB_TOKEN": "x",
+                     "MLOPS_MLFLOW_BACKUP": "b1", "ANSIBLE_PRIVATE_KEY_FILE": "/k"},
+                    {"ANSIBLE_CONFIG": "/a.cfg"})
+    assert env == {"PATH": "/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "ANSIBLE_HOST_KEY_CHECKING": "False",
+                   "MLOPS_MLFLOW_BACKUP": "b1", "ANSIBLE_PRIVATE_KEY_FILE": "/k", "ANSIBLE_CONFIG": "/a.cfg"}

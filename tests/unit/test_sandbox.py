@@ -8,7 +8,6 @@ from pathlib import Path
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
-from mlops_provision.inventory import load
 from mlops_provision.sandbox.core import (
     InventoryLoader,
     Node,
@@ -19,6 +18,7 @@ from mlops_provision.sandbox.core import (
     sandbox_vault_password,
 )
 from mlops_provision.sandbox.image import _version_key
+from mlops_provision.site import load
 from tests.conftest import mp
 
 

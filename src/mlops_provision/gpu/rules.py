@@ -1,0 +1,110 @@
+"""Cross-field rules of the GPU layer, run by ``validate`` before any host is touched.
+
+Types and choices (an unknown source, a branch that is not a branch) are in the roles'
+``meta/argument_specs.yml``. What needs two fields is here, as a pure function of one host's
+resolved variables: :func:`problems` returns ``(key, expected)`` pairs. :func:`gpu_rules` is the
+adapter for the site model's host rules (``mlops_provision.site.rules.HOST_RULES``).
+
+The CUDA compatibility table is read from the cuda role (``roles/cuda/vars/main.yml``): one
+table for the role and for validate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Role defaults these rules fall back on when the inventory does not set a key.
+DEFAULTS_FROM = ("nvidia_driver", "cuda", "containerd")
+MOK_KEYS = ("nvidia_driver_mok_key", "nvidia_driver_mok_cert", "nvidia_driver_mok_password")
+
+
+def _roles_dir() -> Path:
+    from mlops_provision import paths
+
+    return paths.roles_dir()
+
+
+@lru_cache(maxsize=4)
+def compat_table(roles_dir: str | None = None) -> dict[str, str]:
+    """Driver branch -> newest CUDA "MAJOR.MINOR" it runs (the cuda role's table)."""
+    path = Path(roles_dir or _roles_dir()) / "cuda" / "vars" / "main.yml"
+    data = yaml.safe_load(path.read_text()) or {}
+    return {str(k): str(v) for k, v in (data.get("cuda_driver_max_cuda") or {}).items()}
+
+
+@lru_cache(maxsize=4)
+def role_defaults(roles_dir: str | None = None) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for role in DEFAULTS_FROM:
+        path = Path(roles_dir or _roles_dir()) / role / "defaults" / "main.yml"
+        if path.is_file():
+            merged.update(yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def _version(text: object) -> tuple[int, ...] | None:
+    parts = str(text).split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def _templated(value: object) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def problems(values: Mapping[str, Any], roles: set[str], vaulted: set[str] = frozenset(),
+             roles_dir: str | None = None) -> list[tuple[str, str]]:
+    """Problems of one host: ``values`` are its inventory variables (role defaults fill the rest),
+    ``roles`` the roles it runs, ``vaulted`` the keys whose value comes from ansible-vault."""
+    found: list[tuple[str, str]] = []
+    defaults = role_defaults(roles_dir)
+
+    def get(key: str) -> Any:
+        return values[key] if key in values else defaults.get(key)
+
+    table = compat_table(roles_dir)
+    branch = str(get("nvidia_driver_branch"))
+    if "cuda" in roles and not _templated(get("cuda_toolkits")) and branch in table:
+        toolkits = get("cuda_toolkits")
+        toolkits = toolkits if isinstance(toolkits, list) else []
+        max_cuda = table[branch]
+        bad = [str(t) for t in toolkits if _version(t) is None]
+        if bad:
+            found.append(("cuda_toolkits", f"expected versions as MAJOR.MINOR (e.g. \"12.2\"), got {', '.join(bad)}"))
+        too_new = [str(t) for t in toolkits if _version(t) and _version(t) > _version(max_cuda)]
+        if too_new:
+            found.append(("cuda_toolkits", f"CUDA {', '.join(too_new)} cannot run on driver branch {branch} "
+                                           f"(nvidia_driver_branch): expected {max_cuda} or older, or a newer "
+                                           "branch (compatibility table: roles/cuda/vars/main.yml)"))
+        default = get("cuda_default")
+        if not _templated(default) and str(default) not in [str(t) for t in toolkits]:
+            found.append(("cuda_default", f"expected one of cuda_toolkits ({', '.join(map(str, toolkits))}), "
+                                          f"got {default}"))
+        if get("cuda_source") == "debian" and len(toolkits) != 1:
+            found.append(("cuda_toolkits", "expected exactly one version with cuda_source: debian (Debian 12 "
+                                           "carries CUDA 11.8 only)"))
+    if "containerd" in roles and get("containerd_cdi") is True and str(get("containerd_version")) == "1.6":
+        found.append(("containerd_cdi", "CDI needs containerd 1.7 or newer: expected false with "
+                                        "containerd_version 1.6 (Debian 12's containerd)"))
+    if "nvidia_driver" in roles and get("nvidia_driver_secure_boot") == "on":
+        for key in MOK_KEYS:
+            if not values.get(key):
+                found.append((key, "required with nvidia_driver_secure_boot: on (the site's module-signing "
+                                   "key pair and MOK password): expected a vault-encrypted value"))
+            elif key not in vaulted:
+                found.append((key, "is plain text: expected a vault-encrypted value "
+                                   "(`ansible-vault encrypt_string --name " + key + "`)"))
+    return found
+
+
+def gpu_rules(host) -> None:
+    """Host rule for the site model: ``host`` is a ``site.hostview.HostView``."""
+    vaulted = {key for key in MOK_KEYS if key in host.vars and host.source(key)[0] == "vault"}
+    for key, expected in problems(host.vars, set(host.roles), vaulted):
+        host.problem(key, expected, at_host=key not in host.vars)

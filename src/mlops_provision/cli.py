@@ -14,8 +14,8 @@ from rich.table import Table
 
 from mlops_provision import __version__
 from mlops_provision.errors import exit_for
-from mlops_provision.inventory import InventoryInvalid, load
-from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED, hosts_matching
+from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED
+from mlops_provision.site import InventoryInvalid, hosts_matching, load
 
 err = Console(stderr=True)
 

@@ -10,6 +10,40 @@ from pathlib import Path
 MASK = "********"
 MIN_SECRET_LEN = 4
 
+#: Variables whose values are secrets (masked in records), besides every vault plaintext.
+SECRET_VARS: frozenset[str] = frozenset({
+    "ansible_password", "ansible_become_password", "ansible_become_pass", "ansible_ssh_pass",
+})
+SECRET_SUFFIXES: tuple[str, ...] = ("_password", "_secret", "_token")
+
+
+def is_secret_name(name: object) -> bool:
+    """A variable whose value is a secret: :data:`SECRET_VARS` or a name ending in
+    :data:`SECRET_SUFFIXES`."""
+    return isinstance(name, str) and (name in SECRET_VARS or name.endswith(SECRET_SUFFIXES))
+
+
+def secret_values(blocks: Iterable[object]) -> set[str]:
+    """The value of every secret variable (:func:`is_secret_name`, at any depth) in
+    ``blocks`` (mappings of variables), Jinja expressions and booleans excepted."""
+    found: set[str] = set()
+
+    def walk(value: object, secret: bool) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, secret or is_secret_name(k))
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, secret)
+        elif secret and value is not None and not isinstance(value, bool):
+            text = str(value)
+            if text and "{{" not in text and "{%" not in text:
+                found.add(text)
+
+    for block in blocks:
+        walk(block, False)
+    return found
+
 
 class Scrubber:
     """Replaces every known secret value (and its JSON-escaped form) with a mask."""

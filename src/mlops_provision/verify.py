@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlops_provision import paths
-from mlops_provision.inventory import Inventory
 from mlops_provision.runner import ansible_env, hosts_matching
 from mlops_provision.secrets import Scrubber
+from mlops_provision.site import Site as Inventory
 
 
 @dataclass

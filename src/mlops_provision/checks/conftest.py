@@ -1,18 +1,18 @@
-"""Fixtures shared by the checks: the node's effective role variables and the site's nodes."""
+"""Fixtures shared by the checks: the node's role variables, as Ansible resolves them, and the
+site's nodes."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import jinja2
 import pytest
-import yaml
 
 from mlops_provision import paths
-from mlops_provision.inventory import Inventory, load
+from mlops_provision.site import Site, load
 
 
 def pytest_configure(config):
@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 @lru_cache(maxsize=1)
-def _inventory() -> Inventory | None:
+def _inventory() -> Site | None:
     path = os.environ.get("MLOPS_INVENTORY")
     if not path:
         return None
@@ -39,22 +39,15 @@ def _inventory() -> Inventory | None:
                 strict=strict)
 
 
-def _read_vars(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def _render(value, context: dict):
-    """Render the simple Jinja a role default may hold; leave what needs Ansible as it is."""
-    if isinstance(value, str) and "{{" in value:
-        try:
-            return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(value).render(**context)
-        except jinja2.TemplateError:
-            return value
-    if isinstance(value, list):
-        return [_render(v, context) for v in value]
-    return value
+def _site_for(name: str) -> Site:
+    """The site holding host ``name``: the inventory under test, or (a node outside it) a
+    one-host inventory, so that Ansible still resolves the roles' variables."""
+    inv = _inventory()
+    if inv is not None and name in inv.hosts:
+        return inv
+    scratch = Path(tempfile.mkdtemp(prefix="mlops-checks-")) / "hosts.yml"
+    scratch.write_text(f"all:\n  hosts:\n    {name}:\n      ansible_connection: local\n")
+    return load(scratch, strict=False)
 
 
 @dataclass
@@ -69,35 +62,39 @@ class Node:
         return self.vars[key]
 
 
+_NODES: dict[str, Node] = {}
+
+
 def node_for(host) -> Node:
+    """The node's variables as the roles see them: Ansible resolves a play of every role on
+    the node (role defaults and vars, the OS vars file each role includes, the inventory,
+    group_vars, host_vars, vault) and templates them, with the node's own facts. Resolved once
+    per node and session."""
     name = getattr(host.backend, "hostname", None) or host.backend.get_hostname()
-    os_family = host.system_info.distribution.capitalize()
-    merged: dict = {}
-    for role in sorted(paths.roles_dir().iterdir()):
-        merged.update(_read_vars(role / "defaults" / "main.yml"))
-        merged.update(_read_vars(role / "vars" / f"{os_family}.yml"))
-    role_keys = set(merged)
-    inv = _inventory()
-    groups: list[str] = []
+    if name not in _NODES:
+        _NODES[name] = _resolve_node(host, name)
+    return _NODES[name]
+
+
+def _resolve_node(host, name: str) -> Node:
+    distribution = host.system_info.distribution.capitalize()
+    in_container = host.run("systemd-detect-virt --container").rc == 0
+    facts = {
+        "distribution": distribution, "os_family": distribution,
+        "fqdn": host.check_output("hostname --fqdn 2>/dev/null || hostname").strip() or name,
+        "virtualization_tech_guest": ["container"] if in_container else [],
+    }
+    site = _site_for(name)
+    roles = sorted(p.parent.parent.name for p in paths.roles_dir().glob("*/meta/argument_specs.yml"))
+    variables = site.role_vars(name, facts=facts, roles=roles)
+    groups = site.host_groups(name) if name in site.hosts else []
     nodes: dict[str, str] = {}
+    inv = _inventory()
     if inv is not None and name in inv.hosts:
-        merged.update(inv.hostvars(name))
-        groups = inv.host_groups(name)
         for other in inv.hosts:
             hv = inv.hostvars(other)
             nodes[other] = str(hv.get("mlops_node_address") or hv.get("ansible_host") or other)
-    extra = {"inventory_hostname": name, "group_names": groups}
-    if inv is not None:
-        extra["inventory_dir"] = str(inv.path.resolve().parent)
-    # A default may refer to another (mlflow_artifacts_dir -> mlflow_data_dir -> mlops_data_dir):
-    # render until nothing changes.
-    for _ in range(5):
-        rendered = {k: _render(v, {**merged, **extra}) if k in role_keys else v for k, v in merged.items()}
-        if rendered == merged:
-            break
-        merged = rendered
-    in_container = host.run("systemd-detect-virt --container").rc == 0
-    return Node(name=name, vars=merged, groups=groups, nodes=nodes, in_container=in_container)
+    return Node(name=name, vars=variables, groups=groups, nodes=nodes, in_container=in_container)
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ from pathlib import Path
 import yaml
 
 from mlops_provision.sandbox.model import State
+from mlops_provision.site.rules import GROUP_SECRETS  # the one definition (validate uses it)
 
 #: The sandbox's ansible-vault password file, next to its inventory.
 VAULT_PASSWORD = "vault-password"
 HOST_CA_GLOB = "/usr/local/share/ca-certificates/*.crt"
 #: Vault-encrypted secrets the sandbox generates for a group (random, kept across `sandbox up`).
-GROUP_SECRETS = {"mlflow": ("mlflow_admin_password", "mlflow_db_password")}
 GROUPS = ("control_plane", "gpu_workers", "cpu_workers", "mlflow")
 
 

@@ -1,0 +1,155 @@
+"""What the roles and playbooks declare: each role's options (``meta/argument_specs.yml``, per
+entry point) and defaults, the site's own variables, and which roles a group runs (read from
+the playbooks' ``hosts:`` and ``roles:``, never written again here)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The groups a site inventory may use. ``all`` and ``ungrouped`` are Ansible's own.
+ALLOWED_GROUPS: tuple[str, ...] = (
+    "all", "ungrouped", "control_plane", "gpu_workers", "cpu_workers", "mlflow",
+)
+
+#: Variables of the site itself (connection settings and platform-wide facts), typed like a
+#: role's ``argument_specs`` options. ``format`` adds a check of the value: ``ip`` (an IP
+#: address), ``host`` (an IP address or DNS hostname), ``cidr`` (a CIDR network), ``port``
+#: (1-65535); on a list it applies to each element.
+SITE_VARS: dict[str, dict[str, Any]] = {
+    "ansible_host": {"type": "str", "format": "host",
+                     "description": "Address Ansible connects to (IP address or DNS name)."},
+    "ansible_port": {"type": "int", "format": "port", "description": "SSH port (default 22)."},
+    "ansible_user": {"type": "str", "description": "SSH user."},
+    "ansible_connection": {"type": "str", "choices": ["ssh", "local", "paramiko"],
+                           "description": "Connection plugin."},
+    "ansible_ssh_private_key_file": {"type": "path", "description": "SSH private key."},
+    "ansible_ssh_common_args": {"type": "str", "description": "Extra ssh/scp/sftp arguments."},
+    "ansible_become": {"type": "bool", "description": "Use privilege escalation (sudo)."},
+    "ansible_become_password": {"type": "str", "description": "sudo password (use vault)."},
+    "ansible_become_pass": {"type": "str", "description": "sudo password (use vault)."},
+    "ansible_password": {"type": "str", "description": "SSH password (use vault)."},
+    "ansible_ssh_pass": {"type": "str", "description": "SSH password (use vault)."},
+    "ansible_python_interpreter": {"type": "str", "description": "Python on the node."},
+    "ansible_group_priority": {"type": "int", "description": "Group variable merge priority."},
+    "mlops_node_address": {"type": "str", "format": "ip",
+                           "description": "The node's address on the cluster network."},
+    "mlops_admin_cidrs": {"type": "list", "elements": "str", "format": "cidr",
+                          "description": "Networks administrators connect from."},
+    "mlops_data_dir": {"type": "path",
+                       "description": "Where services keep their data (the encrypted volume's mount "
+                                      "point; default /srv/mlops)."},
+}
+
+
+@dataclass
+class RoleSpecs:
+    """Every role's entry points and options, and its defaults."""
+
+    #: role -> entry point -> option -> spec
+    entry_points: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    #: option -> (role, spec), the first role declaring it
+    options: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    #: role -> its defaults/main.yml
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: (file, role, message) for each spec file that cannot be used
+    broken: list[tuple[Path, str, str]] = field(default_factory=list)
+
+    def spec_for(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        if name in SITE_VARS:
+            return "site", SITE_VARS[name]
+        return self.options.get(name)
+
+    def default(self, name: str) -> Any:
+        """The role default of ``name``: the declaring role's, else the one role that sets it
+        for others (a defaults-only role such as ``mlops``)."""
+        role = self.options.get(name, ("",))[0]
+        if name in self.defaults.get(role, {}):
+            return self.defaults[role][name]
+        return next((d[name] for d in self.defaults.values() if name in d), None)
+
+
+def load_role_specs(roles_dir: Path) -> RoleSpecs:
+    specs = RoleSpecs()
+    for spec_file in sorted(roles_dir.glob("*/meta/argument_specs.y*ml")):
+        role = spec_file.parent.parent.name
+        try:
+            data = yaml.safe_load(spec_file.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            specs.broken.append((spec_file, role, f"cannot be read: {exc}"))
+            continue
+        entries = data.get("argument_specs") if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            specs.broken.append((spec_file, role, "expected a mapping of entry points to their "
+                                                  "options"))
+            continue
+        for entry, body in entries.items():
+            options = (body or {}).get("options") if isinstance(body, dict) else None
+            options = {k: v if isinstance(v, dict) else {} for k, v in (options or {}).items()}
+            specs.entry_points.setdefault(role, {})[str(entry)] = options
+            for name, opt in options.items():
+                specs.options.setdefault(name, (role, opt))
+    for defaults in sorted(roles_dir.glob("*/defaults/main.yml")):
+        try:
+            data = yaml.safe_load(defaults.read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # the role is broken; ansible-lint and the role's own tests say how
+        specs.defaults[defaults.parent.parent.name] = data if isinstance(data, dict) else {}
+    return specs
+
+
+@lru_cache(maxsize=8)
+def group_roles(playbooks_dir: Path) -> dict[str, tuple[str, ...]]:
+    """The roles each group runs, from the plays of ``playbooks_dir/*.yml``: a play's
+    ``hosts:`` (each group named in it) and its ``roles:`` plus the roles its tasks include
+    whole and unconditionally (``include_role``/``import_role`` without ``tasks_from`` or
+    ``when``), in the order they first appear."""
+    out: dict[str, list[str]] = {}
+    for book in sorted(playbooks_dir.glob("*.yml")):
+        plays = yaml.safe_load(book.read_text()) or []
+        for play in plays if isinstance(plays, list) else []:
+            if not isinstance(play, dict) or "hosts" not in play:
+                continue
+            roles = [r.get("role") or r.get("name") if isinstance(r, dict) else r
+                     for r in play.get("roles") or []]
+            for section in ("pre_tasks", "tasks", "post_tasks"):
+                for task in play.get(section) or []:
+                    roles += _included_roles(task)
+            hosts = play["hosts"]
+            names = hosts if isinstance(hosts, list) else re.split(r"[,:]", str(hosts))
+            for name in names:
+                name = str(name).strip()
+                if not name or name[0] in "!&~" or "{" in name:
+                    continue
+                have = out.setdefault(name, [])
+                have += [r for r in roles if isinstance(r, str) and r not in have]
+    return {g: tuple(r) for g, r in out.items()}
+
+
+def _included_roles(task: Any) -> list[str]:
+    if not isinstance(task, dict):
+        return []
+    found: list[str] = []
+    if "when" in task:
+        return found  # a conditional include: the group does not always run the role
+    for key in ("ansible.builtin.include_role", "ansible.builtin.import_role", "include_role",
+                "import_role"):
+        args = task.get(key)
+        if (isinstance(args, dict) and isinstance(args.get("name"), str)
+                and "tasks_from" not in args):  # one task file is a helper, not the role
+            found.append(args["name"])
+    for key in ("block", "rescue", "always"):
+        for sub in task.get(key) or []:
+            found += _included_roles(sub)
+    return found
+
+
+def roles_of(groups: set[str] | list[str], playbooks_dir: Path) -> set[str]:
+    """The roles a host in ``groups`` (``all`` included or not) runs."""
+    table = group_roles(playbooks_dir)
+    return {r for g in {*groups, "all"} for r in table.get(g, ())}

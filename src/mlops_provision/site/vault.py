@@ -1,0 +1,73 @@
+"""The vault password of a site: read as Ansible reads it (a file, or an executable that prints
+it), handed to Ansible's loader as a :class:`VaultSecret`, and used to decrypt what the line
+index reads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from mlops_provision.site.problems import BAD_VAULT_PASSWORD, NO_VAULT_PASSWORD, Problems
+
+
+class Vault:
+    """Decrypts vault text with the site's password; remembers every plaintext (secrets)."""
+
+    def __init__(self, password_file: str | os.PathLike[str] | None, problems: Problems):
+        self.password: bytes | None = None
+        self.error = NO_VAULT_PASSWORD if password_file is None else BAD_VAULT_PASSWORD
+        self.failed = False  # a vault value or file could not be decrypted
+        self.secrets: set[str] = set()
+        self._lib = None
+        self._cache: dict[str, str | None] = {}
+        if password_file is not None:
+            self._read(Path(password_file), problems)
+
+    def _read(self, pw_file: Path, problems: Problems) -> None:
+        where, key = "vault password file", "--vault-password-file"
+        try:
+            if not pw_file.is_file():
+                raise OSError(0, "no such file")
+            if os.access(pw_file, os.X_OK):  # a script that prints the password, as in Ansible
+                run = subprocess.run([str(pw_file)], capture_output=True, timeout=60, check=False)
+                if run.returncode != 0:
+                    raise OSError(0, f"the script exited with status {run.returncode}")
+                password = run.stdout.strip(b"\r\n")
+            else:
+                password = pw_file.read_bytes().strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            problems.add(pw_file, where, key, f"cannot be read ({reason}): expected a file "
+                                              "holding the vault password")
+            return
+        if not password:
+            problems.add(pw_file, where, key, "is empty: expected the vault password")
+            return
+        from ansible.parsing.vault import VaultLib, VaultSecret
+
+        self.password = password
+        self._lib = VaultLib([("default", VaultSecret(password))])
+        self.secrets.add(password.decode("utf-8", "replace"))
+
+    def ansible_secrets(self) -> list:
+        """The secrets for :meth:`DataLoader.set_vault_secrets`."""
+        from ansible.parsing.vault import VaultSecret
+
+        return [("default", VaultSecret(self.password))] if self.password else []
+
+    def decrypt(self, vaulttext: str) -> str | None:
+        if vaulttext in self._cache:
+            return self._cache[vaulttext]
+        plaintext = None
+        if self._lib is not None:
+            from ansible.errors import AnsibleError
+
+            try:
+                plaintext = self._lib.decrypt(vaulttext.strip()).decode("utf-8")
+            except (AnsibleError, ValueError, UnicodeDecodeError):
+                plaintext = None
+        self._cache[vaulttext] = plaintext
+        if plaintext:
+            self.secrets.add(plaintext)
+        return plaintext

@@ -65,36 +65,62 @@ class VerifyReport:
         return d
 
 
+#: Hosts checked at once (one pytest process per batch of hosts). The checks mostly wait on SSH
+#: round trips and the nodes' commands, so a few more processes than cores pay off.
+DEFAULT_JOBS = max(2, 2 * (os.cpu_count() or 1))
+
+
+def batches(hosts: list[str], jobs: int) -> list[list[str]]:
+    """Split hosts into at most ``jobs`` batches of near-equal size, keeping their order inside."""
+    jobs = max(1, min(jobs, len(hosts)))
+    return [hosts[i::jobs] for i in range(jobs)] if hosts else []
+
+
 def run_checks(inventory: Inventory, *, limit: str | None = None,
                vault_password_file: Path | None = None, select: str | None = None,
-               compliance: bool = False, lynis_min_index: int = 85) -> VerifyReport:
+               compliance: bool = False, lynis_min_index: int = 85, jobs: int | None = None) -> VerifyReport:
+    """Run every check on every selected host: hosts in parallel, one pytest process per batch
+    (``jobs``, default MLOPS_VERIFY_JOBS or :data:`DEFAULT_JOBS`), each over SSH connections that
+    testinfra keeps open (ControlMaster) for all of a host's checks."""
     hosts = hosts_matching(inventory, limit)
     report = VerifyReport(inventory=str(inventory.path))
+    jobs = jobs or int(os.environ.get("MLOPS_VERIFY_JOBS") or DEFAULT_JOBS)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mlops-verify-") as tmp:
-        results_file = Path(tmp) / "results.jsonl"
         checks = paths.checks_dir()
-        cmd = [
-            sys.executable, "-m", "pytest", str(checks), "-c", os.devnull, "--rootdir", str(checks),
-            "-p", "no:cacheprovider", "-p", "mlops_provision.verify_plugin",
-            f"--mlops-results={results_file}", "-q", "--no-header", "--tb=short",
-            "--hosts=" + ",".join(f"ansible://{h}" for h in hosts),
-            f"--ansible-inventory={inventory.path.resolve()}",
-        ]
-        if select:
-            cmd += ["-k", select]
         env = {**os.environ, **ansible_env(vault_password_file),
                "MLOPS_INVENTORY": str(inventory.path.resolve()), "PYTHONDONTWRITEBYTECODE": "1",
                "MLOPS_LYNIS_MIN_INDEX": str(lynis_min_index), "MLOPS_COMPLIANCE": "1" if compliance else "0"}
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
-        report.pytest_rc = proc.returncode
+        procs = []
+        for index, batch in enumerate(batches(hosts, jobs) or [[]]):
+            results_file = Path(tmp) / f"results-{index}.jsonl"
+            cmd = [
+                sys.executable, "-m", "pytest", str(checks), "-c", os.devnull, "--rootdir", str(checks),
+                "-p", "no:cacheprovider", "-p", "mlops_provision.verify_plugin",
+                f"--mlops-results={results_file}", "-q", "--no-header", "--tb=short",
+                "--hosts=" + ",".join(f"ansible://{h}" for h in batch),
+                f"--ansible-inventory={inventory.path.resolve()}",
+            ]
+            if select:
+                cmd += ["-k", select]
+            workdir = Path(tmp) / f"run-{index}"
+            workdir.mkdir()
+            procs.append((results_file, subprocess.Popen(cmd, env=env, cwd=workdir, text=True,
+                                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+        outputs, rcs = [], []
+        for _results_file, proc in procs:
+            out, _ = proc.communicate()
+            outputs.append(out)
+            rcs.append(proc.returncode)
+        # 0 all passed, 1 some failed; anything else (usage error, nothing collected) wins.
+        report.pytest_rc = next((rc for rc in rcs if rc not in (0, 1)), max(rcs))
         scrub = Scrubber(inventory.secrets())
-        report.output_tail = scrub.text((proc.stdout + proc.stderr)[-4000:])
-        if results_file.exists():
-            for line in results_file.read_text().splitlines():
-                rec = scrub.data(json.loads(line))
-                report.results.append(CheckResult(**rec))
+        report.output_tail = scrub.text("".join(outputs)[-4000:])
+        for results_file, _proc in procs:
+            if results_file.exists():
+                for line in results_file.read_text().splitlines():
+                    rec = scrub.data(json.loads(line))
+                    report.results.append(CheckResult(**rec))
     report.results.sort(key=lambda r: (r.host, r.module, r.check))
     report.duration_s = round(time.monotonic() - t0, 1)
     return report
-

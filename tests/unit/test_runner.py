@@ -236,3 +236,15 @@ def test_child_env_keeps_only_what_ansible_needs():
                     {"ANSIBLE_CONFIG": "/a.cfg"})
     assert env == {"PATH": "/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "ANSIBLE_HOST_KEY_CHECKING": "False",
                    "MLOPS_MLFLOW_BACKUP": "b1", "ANSIBLE_PRIVATE_KEY_FILE": "/k", "ANSIBLE_CONFIG": "/a.cfg"}
+
+
+def test_verify_batches_split_hosts_evenly_and_keep_every_host():
+    from mlops_provision.verify import batches
+
+    hosts = [f"node{i}" for i in range(1, 11)]
+    split = batches(hosts, 4)
+    assert len(split) == 4 and sorted(h for b in split for h in b) == sorted(hosts)
+    assert max(map(len, split)) - min(map(len, split)) <= 1
+    assert batches(hosts[:2], 8) == [["node1"], ["node2"]]
+    assert batches(hosts, 1) == [hosts]
+    assert batches([], 4) == []

@@ -198,9 +198,12 @@ class Sandbox:
         state = self.state()
         return self.backend(state.kind if state else "container").ssh(node, self.key)
 
-    def wait_for_ssh(self, state: State, timeout: float = SSH_TIMEOUT_S) -> None:
-        """Wait until every node answers SSH; SandboxUnreachable (exit 3) after ``timeout``."""
+    def wait_for_ssh(self, state: State, timeout: float | None = None) -> None:
+        """Wait until every node answers SSH; SandboxUnreachable (exit 3) after ``timeout``
+        (default: SSH_TIMEOUT_S plus 5 s per node, as the nodes boot on the same few cores)."""
         backend = self.backend(state.kind)
+        if timeout is None:
+            timeout = SSH_TIMEOUT_S + 5 * len(state.nodes)
         deadline = time.monotonic() + timeout
         pending = list(state.nodes)
         while pending:

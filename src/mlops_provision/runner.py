@@ -16,6 +16,7 @@ behind that a finished run would not:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -115,6 +116,7 @@ class RunTracker:
         self.scrub = scrubber
         self.on_change = on_change
         self.log: list[str] = []
+        self.pid: int | None = None  # ansible-playbook's, from its events
 
     def _host(self, name: str) -> HostResult:
         return self.hosts.setdefault(name, HostResult(name))
@@ -134,6 +136,7 @@ class RunTracker:
             clean = self.scrub.data(event)
             event.clear()
             event.update(clean)
+        self.pid = self.pid or event.get("pid")
         kind = event.get("event", "")
         data = event.get("event_data", {}) or {}
         host = data.get("host")
@@ -326,7 +329,13 @@ def run_playbook(
     # ansible-runner seeds the child's environment with all of ours: keep the allow-listed part.
     runner.config.env = child_env(runner.config.env, {k: v for k, v in runner.config.env.items()
                                                       if k not in os.environ or os.environ[k] != v})
-    runner.run()
+    with _sigterm_as_exit():
+        try:
+            runner.run()
+        except BaseException:  # Ctrl-C, SIGTERM, a crash: stop ansible-playbook, seal, go on failing
+            _stop_playbook(tracker.pid)
+            _seal(run_dir, None, scrubber)
+            raise
     result = runner
     summary.duration_s = round(time.monotonic() - t0, 1)
     summary.ansible_rc = result.rc
@@ -342,6 +351,47 @@ def run_playbook(
     summary.exit_code = exit_code_for(summary.hosts, result.rc)
     _seal(run_dir, summary, scrubber)
     return summary
+
+
+def _stop_playbook(pid: int | None, grace: float = 5.0) -> None:
+    """Stop ansible-playbook and its workers (its own process group, under ansible-runner's pty)."""
+    import signal
+
+    if not pid:
+        return
+    try:
+        group = os.getpgid(pid)
+        if group == os.getpgrp():  # never our own group
+            os.kill(pid, signal.SIGTERM)
+            return
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)
+            time.sleep(0.1)
+        os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """While a run is in progress, SIGTERM exits like Ctrl-C does (the record gets sealed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _events_stdout(artifact_dir: Path) -> str:

@@ -150,20 +150,15 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_a_run_killed_hard_leaves_a_private_record_without_secret_or_environment(tmp_path):
-    """SIGKILL in the middle of a run (after a task printed a vault secret): the record is 0700,
-    holds no secret, no copy of the process environment and no env/ files; the next run seals
-    what the killed one left (raw partial events)."""
-    import contextlib
+def _start_run(tmp_path):
+    """Start a run (in its own process) whose first task prints a vault secret and whose second
+    waits; return the process and the site's runs/ directory once the second task started."""
     import os
-    import signal
     import subprocess
     import sys
     import time
 
     from ansible.parsing.vault import VaultLib, VaultSecret
-
-    from mlops_provision.runner import OWNER, seal_abandoned
 
     (tmp_path / "vault-pw").write_text("pw-for-the-kill-test\n")
     token = VaultLib([("default", VaultSecret(b"pw-for-the-kill-test"))]).encrypt(PLANTED).decode()
@@ -186,25 +181,60 @@ def test_a_run_killed_hard_leaves_a_private_record_without_secret_or_environment
     proc = subprocess.Popen([sys.executable, "-c", script, tmp_path / "hosts.yml", tmp_path / "vault-pw",
                              tmp_path / "play.yml", PLANTED], env=env, cwd=tmp_path)
     runs = tmp_path / ".mlops-provision" / "runs"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        events = list(runs.glob("*/artifacts/ansible/job_events/*.json"))
+        if any("Wait to be killed" in e.read_text() for e in events if "-partial" not in e.name):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    return proc, runs
+
+
+def _stop(proc, signum) -> list[int]:
+    """Send signum to the run's process; return its descendants (to clean up afterwards)."""
+    import os
+
+    orphans = _children(proc.pid)
+    os.kill(proc.pid, signum)
+    proc.wait(timeout=60)
+    return orphans
+
+
+def _cleanup(proc, orphans) -> None:
+    import contextlib
+    import os
+    import signal
+
+    if proc.poll() is None:
+        proc.kill()
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _secret_files(run_dir) -> list:
+    return [p for p in run_dir.rglob("*") if p.is_file() and PLANTED in p.read_text(errors="replace")]
+
+
+def test_a_run_killed_hard_leaves_a_private_record_without_secret_or_environment(tmp_path):
+    """SIGKILL in the middle of a run (after a task printed a vault secret): the record is 0700,
+    holds no secret, no copy of the process environment and no env/ files; the next run seals
+    what the killed one left (raw partial events)."""
+    import signal
+
+    from mlops_provision.runner import OWNER, seal_abandoned
+
+    proc, runs = _start_run(tmp_path)
     orphans: list[int] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            events = list(runs.glob("*/artifacts/ansible/job_events/*.json"))
-            if any("Wait to be killed" in e.read_text() for e in events if "-partial" not in e.name):
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "the run ended before it could be killed"
-        orphans = _children(proc.pid)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        orphans = _stop(proc, signal.SIGKILL)
         (run_dir,) = runs.iterdir()
         assert (run_dir.stat().st_mode & 0o777) == 0o700
         assert (runs.stat().st_mode & 0o777) == 0o700
         files = [p for p in run_dir.rglob("*") if p.is_file()]
         assert any("token=********" in p.read_text() for p in files), "the masked event is recorded"
-        leaks = [p for p in files if PLANTED in p.read_text(errors="replace")]
-        assert not leaks, f"secret in {leaks}"
+        assert not _secret_files(run_dir)
         command = json.loads((run_dir / "artifacts" / "ansible" / "command").read_text())
         assert "env" not in command
         assert not list((run_dir / "runner").rglob("env/*")), "ansible-runner's env/ files were written"
@@ -215,16 +245,30 @@ def test_a_run_killed_hard_leaves_a_private_record_without_secret_or_environment
         partial = run_dir / "artifacts" / "ansible" / "job_events" / "x-partial.json"
         partial.write_text(json.dumps({"res": {"msg": PLANTED}}))
         assert seal_abandoned(runs, Scrubber([PLANTED])) == [run_dir]
-        files = [p for p in run_dir.rglob("*") if p.is_file()]
-        assert not [p for p in files if PLANTED in p.read_text(errors="replace")]
+        assert not _secret_files(run_dir)
         assert not (run_dir / OWNER).exists() and (run_dir / "ABANDONED").exists()
         assert "token=********" in (run_dir / "artifacts" / "ansible" / "stdout").read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid in orphans:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _cleanup(proc, orphans)
+
+
+def test_sigterm_seals_the_record(tmp_path):
+    import signal
+
+    from mlops_provision.runner import OWNER
+
+    proc, runs = _start_run(tmp_path)
+    orphans: list[int] = []
+    try:
+        orphans = _stop(proc, signal.SIGTERM)
+        assert proc.returncode == 128 + signal.SIGTERM
+        (run_dir,) = runs.iterdir()
+        assert not (run_dir / OWNER).exists(), "sealed"
+        assert not _secret_files(run_dir)
+        assert not list(run_dir.rglob("*-partial.json"))
+        assert "token=********" in (run_dir / "artifacts" / "ansible" / "stdout").read_text()
+    finally:
+        _cleanup(proc, orphans)
 
 
 def test_child_env_keeps_only_what_ansible_needs():

@@ -147,6 +147,15 @@ def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _nvml_library_present() -> bool:
+    import ctypes.util
+
+    try:
+        return ctypes.util.find_library("nvidia-ml") is not None
+    except Exception:
+        return False
+
+
 def gpus(pynvml_module=None) -> dict[str, Any]:
     """The driver as NVML sees it and every GPU. ``pynvml_module`` is for tests that pass
     another binding; by default ``import pynvml``."""
@@ -158,7 +167,11 @@ def gpus(pynvml_module=None) -> dict[str, Any]:
         try:
             import pynvml as nv  # type: ignore[no-redef]
         except ImportError:
-            result["reason"] = "pynvml (nvidia-ml-py) is not installed on the node: GPUs not read"
+            if not _nvml_library_present():
+                result["reason"] = ("no NVIDIA driver: the NVML library (libnvidia-ml.so.1) is not installed "
+                                    "(nor pynvml)")
+            else:
+                result["reason"] = "pynvml (nvidia-ml-py) is not installed on the node: GPUs not read"
             return result
     try:
         nv.nvmlInit()

@@ -1,0 +1,142 @@
+"""The GPU layer on the session's container sandbox (tests/integration/conftest.py): node3 joins
+gpu_workers in a variant inventory and gets the whole layer from Debian's archive (driver 535,
+DKMS-built natively for the kernel installed in the node, CUDA 11.8 unless MLOPS_GPU_CUDA=0,
+containerd). There is no GPU: the inventory allows installing without a device, the GPU-present
+checks skip with their reason, and the NVIDIA container toolkit (not in Debian, NVIDIA's
+repository unreachable) is not installed: its runtime stays unverified here.
+
+Runs after test_containers (MODULE_ORDER); the other nodes are only read (facts)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.conftest import mp
+from tests.integration.conftest import by_host, node_ssh, variant, vault_password
+
+pytestmark = pytest.mark.integration
+GPU_NODE = "node3"
+THIRD_PARTY = "/etc/containerd/conf.d/50-third-party.toml"
+# A tool's own drop-in (another plugin table): it must survive our re-runs byte for byte, and
+# the merge must keep both its setting and ours.
+THIRD_PARTY_TOML = 'version = 2\n[plugins."io.containerd.internal.v1.opt"]\n  path = "/opt/third-party-tool"\n'
+# nvidia-cuda-toolkit from Debian is ~2 GB installed: CI may leave it out (MLOPS_GPU_CUDA=0),
+# then the cuda role is not run and its checks are deselected.
+WITH_CUDA = os.environ.get("MLOPS_GPU_CUDA", "1") != "0"
+
+
+@pytest.fixture(scope="module")
+def gpu_inventory(container_inventory, converged_containers):
+    def join_gpu_workers(data):
+        data["all"]["children"]["gpu_workers"] = {"hosts": {GPU_NODE: None}, "vars": {
+            "nvidia_driver_source": "debian",
+            "nvidia_driver_without_device": "install",  # no GPU in a container
+            "cuda_source": "debian", "cuda_toolkits": ["11.8"], "cuda_default": "11.8",
+            "containerd_nvidia_runtime": False,  # nvidia-container-toolkit: not reachable here
+        }}
+
+    return variant(container_inventory, "gpu", join_gpu_workers)
+
+
+def _up(inv, *extra, timeout=900):
+    tags = "containerd,nvidia_driver,cuda" if WITH_CUDA else "containerd,nvidia_driver"
+    return mp("up", "-i", inv, "--tags", tags, "--limit", GPU_NODE, "--output", "json",
+              "--vault-password-file", vault_password(inv), *extra, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def gpu_up(gpu_inventory) -> dict:
+    """The first converge of the GPU layer on node3 (DKMS builds the module: minutes)."""
+    res = _up(gpu_inventory, timeout=2400)
+    assert res.rc == 0, res.stdout[-4000:] + res.stderr[-3000:]
+    summary = res.json()
+    summary["wall_s"] = res.seconds
+    return summary
+
+
+def ssh(inv, command: str) -> str:
+    return node_ssh(inv, GPU_NODE, command).stdout
+
+
+def test_gpu_layer_converges(gpu_up):
+    host = by_host(gpu_up)[GPU_NODE]
+    assert host["failed"] == 0 and host["changed"] > 0
+    print(f"\n[figure] GPU layer first converge on a container: {gpu_up['wall_s']:.0f}s")
+
+
+def test_module_built_by_dkms_for_the_installed_kernel(gpu_inventory, gpu_up):
+    kernels = ssh(gpu_inventory, "dpkg-query -W -f '${Package}\\n' 'linux-image-[0-9]*'").split()
+    assert kernels
+    for pkg in kernels:
+        kver = pkg.removeprefix("linux-image-")
+        status = ssh(gpu_inventory, f"dkms status -k {kver}")
+        assert "nvidia-current" in status and ": installed" in status, status
+        assert ssh(gpu_inventory, f"modinfo -k {kver} -F version nvidia-current").startswith("535.")
+
+
+def test_nouveau_blacklist_in_initramfs(gpu_inventory, gpu_up):
+    listing = ssh(gpu_inventory, "for f in /boot/initrd.img-*; do echo \"== $f\"; "
+                                 "lsinitramfs $f | grep modprobe.d/; done")
+    assert "== /boot/initrd.img-" in listing
+    blocks = [b for b in listing.split("== ") if b.strip()]
+    assert all("etc/modprobe.d/mlops-provision-nouveau.conf" in b for b in blocks), listing
+
+
+def test_containerd_dropin_merge_keeps_ours_and_a_third_partys(gpu_inventory, gpu_up):
+    node_ssh(gpu_inventory, GPU_NODE, f"cat > {THIRD_PARTY} <<'EOF'\n{THIRD_PARTY_TOML}EOF")
+    dump = ssh(gpu_inventory, "containerd config dump")
+    assert 'path = "/opt/third-party-tool"' in dump
+    runc = dump.split('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]', 1)[1]
+    assert "SystemdCgroup = true" in runc.split("[", 1)[0]
+
+
+def test_second_up_changes_nothing_and_leaves_the_third_party_dropin(gpu_inventory, gpu_up):
+    before = ssh(gpu_inventory, f"sha256sum {THIRD_PARTY} /etc/containerd/config.toml")
+    res = _up(gpu_inventory)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert by_host(res.json())[GPU_NODE]["changed"] == 0, res.json()
+    assert ssh(gpu_inventory, f"sha256sum {THIRD_PARTY} /etc/containerd/config.toml") == before
+    print(f"\n[figure] GPU layer no-op re-run on a container: {res.seconds:.0f}s")
+
+
+def test_check_mode_reports_no_change(gpu_inventory, gpu_up):
+    res = _up(gpu_inventory, "--check")
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert by_host(res.json())[GPU_NODE]["changed"] == 0
+
+
+def test_verify_passes_and_skips_the_gpu_present_checks(gpu_inventory, gpu_up):
+    select = "nvidia or cuda or containerd" if WITH_CUDA else "nvidia or containerd"
+    res = mp("verify", "-i", gpu_inventory, "--limit", GPU_NODE, "-k", select, "--output", "json",
+             "--vault-password-file", vault_password(gpu_inventory))
+    report = res.json()
+    assert res.rc == 0, json.dumps([r for r in report["results"] if r["outcome"] != "passed"], indent=1)
+    outcome = {r["check"]: r["outcome"] for r in report["results"]}
+    passed = {c for c, o in outcome.items() if o == "passed"}
+    assert any("module_built_for_every_installed_kernel" in c for c in passed), outcome
+    assert any("nouveau_blacklisted_in_every_initramfs" in c for c in passed), outcome
+    assert any("effective_config_systemd_cgroups" in c for c in passed), outcome
+    for gpu_only in ("nvidia_smi_lists_the_gpus", "no_uncorrected_ecc_errors", "loaded_module_is_installed_one",
+                     "nvidia_runtime_on_gpu_nodes"):
+        found = [o for c, o in outcome.items() if gpu_only in c]
+        assert found == ["skipped"], (gpu_only, found)
+
+
+def test_facts_json_on_gpu_less_nodes(gpu_inventory, gpu_up):
+    res = mp("facts", "-i", gpu_inventory, "--output", "json",
+             "--vault-password-file", vault_password(gpu_inventory))
+    assert res.rc == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    nodes = res.json()["nodes"]
+    assert sorted(nodes) == ["node1", "node2", "node3"]
+    for name, entry in nodes.items():
+        rec = entry["facts"]
+        assert rec is not None, (name, entry)
+        assert rec["cpu"]["logical_cpus"] >= 1 and rec["memory_bytes"] > 0 and rec["kernel"], name
+        assert rec["nvidia_pci_devices"] == [], name
+        assert rec["nvml"]["driver_loaded"] is False and rec["nvml"]["gpus"] == [], name
+        assert rec["nvml"]["reason"], name
+    # node3 has the driver's library but no loaded module: NVML says so
+    assert "not loaded" in nodes[GPU_NODE]["facts"]["nvml"]["reason"], nodes[GPU_NODE]["facts"]["nvml"]

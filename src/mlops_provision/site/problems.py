@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlops_provision.errors import BadInput
+
 NO_VAULT_PASSWORD = ("is encrypted with ansible-vault but no vault password was given "
                      "(--vault-password-file or ANSIBLE_VAULT_PASSWORD_FILE)")
 BAD_VAULT_PASSWORD = "cannot be decrypted with the given vault password"
@@ -25,16 +27,18 @@ class Problem:
         return f"{loc}: {self.where}: {self.key}: {self.expected}"
 
 
-class InventoryInvalid(Exception):
-    """The inventory has problems; ``problems`` lists all of them. Exit code 2 (bad input)."""
-
-    exit_code = 2
+class InventoryInvalid(BadInput):
+    """The inventory has problems; ``problems`` lists all of them. Exit code 2 (bad input):
+    each problem is a detail line of the error (:func:`mlops_provision.errors.exit_for`)."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         n = len(self.problems)
-        super().__init__(f"{n} problem{'s' if n != 1 else ''} in the inventory:\n"
-                         + "\n".join(f"  {p}" for p in self.problems))
+        super().__init__(f"{n} problem{'s' if n != 1 else ''} in the inventory",
+                         details=[str(p) for p in self.problems])
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
 
 
 class Problems(list):

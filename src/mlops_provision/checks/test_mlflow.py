@@ -58,11 +58,8 @@ def _unrendered(value) -> bool:
 def server(host, node) -> Server:
     if "mlflow" not in node.groups:
         pytest.skip("not in group mlflow: no MLflow server here")
-    names = node["mlflow_server_names"]
-    if _unrendered(names):  # the default needs the node's FQDN (an Ansible fact)
-        fqdn = host.check_output("hostname --fqdn 2>/dev/null || hostname")
-        names = list(dict.fromkeys([node.name, fqdn, *node["mlflow_extra_server_names"]]))
-    for key in ("mlflow_data_dir", "mlflow_artifacts_dir", "mlflow_backup_dir"):
+    names = node["mlflow_server_names"]  # Ansible rendered it with the node's fqdn fact
+    for key in ("mlflow_server_names", "mlflow_data_dir", "mlflow_artifacts_dir", "mlflow_backup_dir"):
         assert not _unrendered(node[key]), f"{key} = {node[key]!r} cannot be resolved without Ansible"
     return Server(name=node.name, vars=node.vars, names=names, in_container=node.in_container)
 

@@ -171,29 +171,27 @@ class _Reader:
                 add(inv, where, key, f"unknown key '{key}': expected one of "
                                      f"{', '.join(GROUP_KEYS)}{suggest(key, GROUP_KEYS, 0.6)}",
                     line_of(body, key))
-        hosts = body.get("hosts")
-        if isinstance(hosts, dict):
-            for host, hvars in hosts.items():
-                self.host(host, hvars, name, line_of(hosts, host))
-        elif hosts is not None:
-            add(inv, where, "hosts", "expected a mapping of host names, each with its variables "
-                                     f"or nothing, got {got(hosts, False)}", line_of(body, "hosts"))
-            self.layout.fatal = True
-        gvars = body.get("vars")
-        if isinstance(gvars, dict):
+        hosts = self.mapping(body, "hosts", where, "expected a mapping of host names, each with "
+                                                  "its variables or nothing")
+        for host, hvars in (hosts or {}).items():
+            self.host(host, hvars, name, line_of(hosts, host))
+        gvars = self.mapping(body, "vars", where, "expected a mapping of variable names to values")
+        if gvars is not None:
             self.layout.blocks.append(Block(inv, where, gvars, owner=("group", name)))
-        elif gvars is not None:
-            add(inv, where, "vars", "expected a mapping of variable names to values, "
-                                    f"got {got(gvars, False)}", line_of(body, "vars"))
+        children = self.mapping(body, "children", where, "expected a mapping of group names")
+        for child, cbody in (children or {}).items():
+            self.group(child, cbody, name, line_of(children, child))
+
+    def mapping(self, body: dict, key: str, where: str, expected: str) -> dict | None:
+        """``body[key]`` if it is a mapping; else None, reporting anything but nothing."""
+        value = body.get(key)
+        if isinstance(value, dict):
+            return value
+        if value is not None:
+            self.problems.add(self.inv, where, key, f"{expected}, got {got(value, False)}",
+                              line_of(body, key))
             self.layout.fatal = True
-        children = body.get("children")
-        if isinstance(children, dict):
-            for child, cbody in children.items():
-                self.group(child, cbody, name, line_of(children, child))
-        elif children is not None:
-            add(inv, where, "children", f"expected a mapping of group names, got "
-                                        f"{got(children, False)}", line_of(body, "children"))
-            self.layout.fatal = True
+        return None
 
     def host(self, pattern: Any, hvars: Any, group: str, line: int | None) -> None:
         from ansible.parsing.utils.addresses import parse_address

@@ -148,28 +148,25 @@ def port_clashes(host: HostView) -> None:
 
 def unique_addresses(hosts: list[HostView]) -> None:
     """No two hosts share an ansible_host/ansible_port pair or a mlops_node_address."""
-    seen_addr: dict[tuple[str, int], str] = {}
-    seen_node: dict[str, str] = {}
+    seen: dict[tuple[str, ...], str] = {}
+
+    def claim(host: HostView, var: str, key: tuple[str, ...], what: str, own: str) -> None:
+        if key in seen:
+            host.problem(var, f"{what} is also used by host '{seen[key]}': expected each host "
+                              f"to have its own {own}")
+        else:
+            seen[key] = host.name
+
     for host in hosts:
         address, port = host.vars.get("ansible_host"), host.vars.get("ansible_port", 22)
         if (host.vars.get("ansible_connection") != "local" and isinstance(address, str)
                 and address and not is_template(address) and _is_int(port)):
-            key = (normal_address(address), port)
-            if key in seen_addr:
-                host.problem("ansible_host", f"address {address} port {port} is also used by "
-                                             f"host '{seen_addr[key]}': expected each host to "
-                                             "have its own ansible_host/ansible_port pair")
-            else:
-                seen_addr[key] = host.name
+            claim(host, "ansible_host", ("ssh", normal_address(address), str(port)),
+                  f"address {address} port {port}", "ansible_host/ansible_port pair")
         node = host.vars.get("mlops_node_address")
         if isinstance(node, str) and is_ip(node):
-            normal = normal_address(node)
-            if normal in seen_node:
-                host.problem("mlops_node_address", f"address {node} is also used by host "
-                                                   f"'{seen_node[normal]}': expected each host "
-                                                   "to have its own mlops_node_address")
-            else:
-                seen_node[normal] = host.name
+            claim(host, "mlops_node_address", ("node", normal_address(node)), f"address {node}",
+                  "mlops_node_address")
 
 
 #: Rules run for each host, in order.

@@ -1,5 +1,5 @@
 """The `mlops-provision` command line. Exit codes: see docs/cli.md (0 ok, 1 failed, 2 bad input,
-3 unreachable)."""
+3 unreachable, 4 drift found / changes pending)."""
 
 from __future__ import annotations
 
@@ -147,6 +147,9 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
                         select=select, compliance=compliance, lynis_min_index=lynis_min_index)
     if not report.results:
         err.print("[bold red]no check ran[/]; pytest said:\n" + report.output_tail, markup=True)
+    from mlops_provision.drift.run import save_verify_record
+
+    save_verify_record(inventory, report)
     if junit:
         reports.verify_junit(report, junit)
     if output == "json":
@@ -155,6 +158,36 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
         reports.print_verify(report)
         click.echo(report.counts_line())
     sys.exit(report.exit_code)
+
+
+@main.command()
+@inventory_option
+@vault_option
+@limit_option
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JUnit XML (one testsuite per host) to this file.")
+@click.option("--prometheus", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a node_exporter textfile (drifted items per host and role) here.")
+@click.option("--history", is_flag=True, help="List the site's last drift runs with their counts; run nothing.")
+@click.option("--install-timer", is_flag=True, help="Install a systemd timer on this machine that runs drift.")
+@click.option("--every", default="1h", show_default=True, help="With --install-timer: how often (30min, 1h, 1d).")
+@click.option("--uninstall-timer", is_flag=True, help="Remove this site's drift timer from this machine.")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default=None, hidden=True)
+@output_option
+def drift(inventory_path: Path, vault_password_file: Path | None, limit: str | None, junit: Path | None,
+          prometheus: Path | None, history: bool, install_timer: bool, every: str, uninstall_timer: bool,
+          unit_dir: Path | None, output: str) -> None:
+    """Find drift: check mode with diffs plus the verify checks, one report per host.
+    Exit 0 clean, 4 drift found, 1 error, 2 bad input, 3 unreachable (docs/drift.md)."""
+    from mlops_provision.drift import command
+
+    if history:
+        sys.exit(command.print_history(inventory_path, output))
+    vault_password_file = _vault_file(inventory_path, vault_password_file)
+    site = _load_or_exit(inventory_path, vault_password_file, limit)  # bad input: exit 2, no host touched
+    if install_timer or uninstall_timer:
+        sys.exit(command.schedule(inventory_path, vault_password_file, limit, every, install_timer, unit_dir))
+    sys.exit(command.run(site, vault_password_file, limit, output, junit, prometheus))
 
 
 @main.command()

@@ -10,6 +10,7 @@ code   class              meaning
 1      ``Failed``         the operation failed (a build, a command, a host's task)
 2      ``BadInput``       the user's input is wrong; nothing was touched
 3      ``Unreachable``    a host did not answer (SSH timeout, refused connection)
+4      (none)             drift found / changes pending (`drift`, `up --check`)
 =====  =================  ==========================================================
 
 ``MlopsError`` itself exits 1. Subclasses elsewhere mix in one of the three, e.g.
@@ -25,6 +26,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNREACHABLE = 3
+#: `drift` found drift, `up --check` has changes pending: not an error, a finding.
+EXIT_DRIFT = 4
 
 
 class MlopsError(Exception):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import ansible_runner
 
 from mlops_provision import paths
-from mlops_provision.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+from mlops_provision.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from mlops_provision.secrets import Scrubber
 
 if TYPE_CHECKING:
@@ -349,6 +349,8 @@ def run_playbook(
         host.settle()
     summary.hosts = sorted(tracker.hosts.values(), key=lambda h: h.host)
     summary.exit_code = exit_code_for(summary.hosts, result.rc)
+    if check and summary.exit_code == EXIT_OK and any(h.changed for h in summary.hosts):
+        summary.exit_code = EXIT_DRIFT  # check mode: changes are pending
     _seal(run_dir, summary, scrubber)
     return summary
 

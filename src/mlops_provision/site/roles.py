@@ -44,6 +44,11 @@ SITE_VARS: dict[str, dict[str, Any]] = {
     "mlops_data_dir": {"type": "path",
                        "description": "Where services keep their data (the encrypted volume's mount "
                                       "point; default /srv/mlops)."},
+    "mlops_drift_webhook_url": {"type": "str", "description": "HTTPS URL `drift` POSTs its JSON report to."},
+    "mlops_drift_webhook_token": {"type": "str", "description": "Bearer token of the drift webhook (use vault)."},
+    "mlops_drift_webhook_ca_file": {"type": "path",
+                                    "description": "CA bundle the drift webhook's certificate must chain to "
+                                                   "(default: the system's)."},
 }
 
 

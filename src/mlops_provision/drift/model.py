@@ -1,0 +1,196 @@
+"""The drift report: pending changes of a check run and failed checks of `verify`, per host.
+
+An item is *repairable* when `up` would repair it: a task that check mode says would change, or
+a failed check of a role that has pending changes on that host. A failed check with no pending
+change in its role is state `up` does not manage (e.g. a file next to ours in a drop-in
+directory): it is reported with a hint on what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlops_provision.errors import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+from mlops_provision.runner import RunSummary
+from mlops_provision.verify import VerifyReport
+
+#: Lines of a diff kept per item (the whole diff stays in the run record's events).
+DIFF_LINES = 60
+UNMANAGED_HINT = ("not managed by `up`: it will not repair this; act on the message (remove or fix "
+                  "it by hand, or manage it in the inventory), then run drift again")
+#: How a check says that what it found is not state `up` manages, and what to do about it
+#: (:data:`mlops_provision.checks.unmanaged.MARK`).
+UNMANAGED_MARK = re.compile(r"\[not managed by up: ([^\]]*)\]")
+REPAIR_HINT = "`up` repairs this (run: mlops-provision up -i INV --limit {host})"
+
+
+@dataclass
+class DriftItem:
+    host: str
+    role: str
+    kind: str  # change (check mode would change it) | check (a verify check failed) | error
+    what: str  # the task or the check
+    detail: str = ""  # the diff, or the check's message
+    repairable: bool = False
+    hint: str = ""
+
+
+@dataclass
+class HostDrift:
+    host: str
+    status: str = "clean"  # clean | drift | failed | unreachable
+    message: str = ""
+    items: list[DriftItem] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)  # roles whose tasks or checks ran here
+    checks_passed: int = 0
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = dict.fromkeys(self.roles, 0)
+        for item in self.items:
+            out[item.role] = out.get(item.role, 0) + 1
+        return out
+
+
+@dataclass
+class DriftReport:
+    inventory: str
+    started: str
+    duration_s: float = 0.0
+    check_s: float = 0.0
+    verify_s: float = 0.0
+    run_dir: str = ""
+    exit_code: int = EXIT_OK
+    hosts: list[HostDrift] = field(default_factory=list)
+
+    @property
+    def items(self) -> list[DriftItem]:
+        return [i for h in self.hosts for i in h.items]
+
+    def counts_line(self) -> str:
+        drifted = [h.host for h in self.hosts if h.items]
+        manual = sum(not i.repairable for i in self.items)
+        return (f"{len(self.items)} drifted item(s) on {len(drifted)} of {len(self.hosts)} host(s) "
+                f"({len(self.items) - manual} repairable by up, {manual} not managed by up)")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["verb"] = "drift"
+        d["counts"] = {h.host: h.counts() for h in self.hosts}
+        d["total"] = len(self.items)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def render_diff(diff) -> str:
+    """One unified diff from Ansible's ``diff`` result (a dict or a list of them)."""
+    parts = diff if isinstance(diff, list) else [diff]
+    out: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if part.get("prepared"):
+            out += str(part["prepared"]).splitlines()
+            continue
+        before, after = part.get("before", ""), part.get("after", "")
+        if isinstance(before, dict) or isinstance(after, dict):  # state changes: {'state': 'absent'}
+            out += [f"- {k}: {v}" for k, v in (before or {}).items() if (after or {}).get(k) != v]
+            out += [f"+ {k}: {v}" for k, v in (after or {}).items() if (before or {}).get(k) != v]
+            continue
+        out += list(difflib.unified_diff(str(before or "").splitlines(), str(after or "").splitlines(),
+                                         part.get("before_header", "before"), part.get("after_header", "after"),
+                                         lineterm=""))
+    if len(out) > DIFF_LINES:
+        out = [*out[:DIFF_LINES], f"... ({len(out) - DIFF_LINES} more lines in the run record)"]
+    return "\n".join(out)
+
+
+def _role(data: dict) -> str:
+    role = data.get("role") or ""
+    return role.rsplit(".", 1)[-1] if role else "site"
+
+
+def pending_changes(artifact_dir: Path) -> list[DriftItem]:
+    """The tasks a check-mode run would change, per host, from its (scrubbed) job events."""
+    events = []
+    for path in (artifact_dir / "job_events").glob("*.json"):
+        if "-partial" in path.name:
+            continue
+        try:
+            events.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    items = []
+    for event in sorted(events, key=lambda e: e.get("counter", 0)):
+        data = event.get("event_data") or {}
+        res = data.get("res") or {}
+        if event.get("event") != "runner_on_ok" or not res.get("changed") or not data.get("host"):
+            continue
+        diffs = [res["diff"]] if res.get("diff") else []
+        labels = []
+        for sub in res.get("results") or []:
+            if isinstance(sub, dict) and sub.get("changed"):
+                labels.append(str(sub.get("_ansible_item_label", sub.get("item", "")))[:80])
+                if sub.get("diff"):
+                    diffs.append(sub["diff"])
+        detail = "\n".join(filter(None, (render_diff(d) for d in diffs)))
+        if not detail:
+            detail = ("items: " + ", ".join(labels)) if labels else str(res.get("msg") or "would change")
+        items.append(DriftItem(host=data["host"], role=_role(data), kind="change",
+                               what=str(data.get("task") or ""), detail=detail, repairable=True,
+                               hint=REPAIR_HINT.format(host=data["host"])))
+    return items
+
+
+def merge(check: RunSummary | None, changes: list[DriftItem], verify: VerifyReport | None,
+          hosts: list[str]) -> list[HostDrift]:
+    """One :class:`HostDrift` per host from the check run's summary and pending changes and the
+    verify report."""
+    out = {h: HostDrift(host=h) for h in hosts}
+    ran: dict[str, set[str]] = {h: set() for h in hosts}
+    for item in changes:
+        out.setdefault(item.host, HostDrift(host=item.host)).items.append(item)
+        ran.setdefault(item.host, set()).add(item.role)
+    pending_roles = {(i.host, i.role) for i in changes}
+    for r in (verify.results if verify else []):
+        host = out.setdefault(r.host, HostDrift(host=r.host))
+        ran.setdefault(r.host, set()).add(r.module)
+        if r.outcome == "passed":
+            host.checks_passed += 1
+        elif r.outcome in ("failed", "error"):
+            marked = UNMANAGED_MARK.search(r.message)  # the check says `up` does not manage this
+            repairable = not marked and (r.host, r.module) in pending_roles
+            hint = REPAIR_HINT.format(host=r.host) if repairable else UNMANAGED_HINT
+            if marked:
+                hint = f"not managed by `up`: {marked.group(1)}"
+            host.items.append(DriftItem(
+                host=r.host, role=r.module, kind="check" if r.outcome == "failed" else "error",
+                what=r.check, detail=r.message, repairable=repairable, hint=hint))
+    for h in (check.hosts if check else []):
+        host = out.setdefault(h.host, HostDrift(host=h.host))
+        if h.status in ("failed", "unreachable"):
+            host.status, host.message = h.status, f"{h.task}: {h.message}" if h.task else h.message
+    for name, host in out.items():
+        host.roles = sorted(ran.get(name, set()) | {i.role for i in host.items})
+        if host.status == "clean" and host.items:
+            host.status = "drift"
+        host.items.sort(key=lambda i: (i.role, i.kind, i.what))
+    return [out[h] for h in sorted(out)]
+
+
+def exit_code(hosts: list[HostDrift], verify: VerifyReport | None) -> int:
+    """1 a host failed (or no check ran), 3 a host was unreachable, 4 drift found, 0 clean."""
+    if any(h.status == "failed" for h in hosts):
+        return EXIT_FAILED
+    if any(h.status == "unreachable" for h in hosts):
+        return EXIT_UNREACHABLE
+    if verify is None or not verify.results or any(i.kind == "error" for h in hosts for i in h.items):
+        return EXIT_FAILED
+    if any(h.items for h in hosts):
+        return EXIT_DRIFT
+    return EXIT_OK

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
+
 from mlops_provision.gpu import rules
+from tests.conftest import ROOT, mp
+
+EXAMPLE = ROOT / "inventories" / "example"
 
 ALL = {"nvidia_driver", "cuda", "containerd"}
 
@@ -62,3 +69,26 @@ def test_secure_boot_on_needs_the_key_pair_in_the_vault():
     assert keys(plain) == list(rules.MOK_KEYS) and "plain text" in plain[0][1]
     assert rules.problems(values, ALL, vaulted=set(rules.MOK_KEYS)) == []
     assert rules.problems({"nvidia_driver_secure_boot": "auto"}, ALL) == []
+
+
+BAD_INPUT = [  # (line appended to group_vars/gpu_workers.yml of the example site, key named)
+    ('nvidia_driver_source: nvidai', "nvidia_driver_source"),
+    ('nvidia_driver_branch: "551"', "nvidia_driver_branch"),
+    ('cuda_default: "12.6"\ncuda_toolkits: ["12.6"]', "cuda_toolkits"),
+    ("containerd_cdi: true", "containerd_cdi"),
+    ('nvidia_driver_secure_boot: "on"', "nvidia_driver_mok_key"),
+]
+
+
+@pytest.mark.parametrize(("line", "key"), BAD_INPUT, ids=[k for _, k in BAD_INPUT])
+def test_validate_refuses_bad_gpu_input(tmp_path, line, key):
+    """`validate` exits 2 naming the file and key, before any host is contacted."""
+    site = tmp_path / "site"
+    shutil.copytree(EXAMPLE, site)
+    gv = site / "group_vars" / "gpu_workers.yml"
+    setting = tuple(x.split(":", 1)[0] + ":" for x in line.splitlines())
+    kept = [x for x in gv.read_text().splitlines() if not x.startswith(setting)]
+    gv.write_text("\n".join(kept) + "\n" + line + "\n")
+    res = mp("validate", "-i", site / "hosts.yml", "--vault-password-file", site / "example-vault-password")
+    assert res.rc == 2, res.stdout + res.stderr
+    assert key in res.stderr and ("gpu_workers.yml" in res.stderr or "hosts.yml" in res.stderr), res.stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from mlops_provision import paths
+from mlops_provision.gpu.rules import gpu_rules
 from mlops_provision.site.hostview import HostView
 from mlops_provision.site.values import is_ip, is_template, normal_address
 
@@ -171,7 +172,7 @@ def unique_addresses(hosts: list[HostView]) -> None:
 
 #: Rules run for each host, in order.
 HOST_RULES: list[Callable[[HostView], None]] = [
-    tang_settings, group_secrets, protected_modules, port_clashes,
+    tang_settings, group_secrets, protected_modules, port_clashes, gpu_rules,
 ]
 #: Rules run once over all hosts.
 SITE_RULES: list[Callable[[list[HostView]], None]] = [unique_addresses]

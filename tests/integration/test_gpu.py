@@ -29,7 +29,9 @@ WITH_CUDA = os.environ.get("MLOPS_GPU_CUDA", "1") != "0"
 
 
 @pytest.fixture(scope="module")
-def gpu_inventory(container_inventory, converged_containers):
+def gpu_inventory(container_inventory):
+    """The sandbox inventory with node3 also in gpu_workers. In the suite the nodes are already
+    converged (test_containers ran first); alone, `up` brings node3's base layer first."""
     def join_gpu_workers(data):
         data["all"]["children"]["gpu_workers"] = {"hosts": {GPU_NODE: None}, "vars": {
             "nvidia_driver_source": "debian",
@@ -42,7 +44,7 @@ def gpu_inventory(container_inventory, converged_containers):
 
 
 def _up(inv, *extra, timeout=900):
-    tags = "containerd,nvidia_driver,cuda" if WITH_CUDA else "containerd,nvidia_driver"
+    tags = "base,containerd,nvidia_driver" + (",cuda" if WITH_CUDA else "")
     return mp("up", "-i", inv, "--tags", tags, "--limit", GPU_NODE, "--output", "json",
               "--vault-password-file", vault_password(inv), *extra, timeout=timeout)
 

@@ -64,3 +64,13 @@ def test_auditd_conf(host, kernel_node):
     assert conf.get("max_log_file_action") == "rotate"
     assert conf.get("num_logs") == str(kernel_node["audit_num_logs"])
     assert "halt" not in (conf.get("disk_full_action"), conf.get("admin_space_left_action"))
+
+
+def test_rules_d_only_ours(host, kernel_node):
+    """audit rules.d holds only our rules"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers
+
+    found = strangers(host, "/etc/audit/rules.d", prefix="",
+                      ours={kernel_node["audit_rules_file"].rsplit("/", 1)[1],
+                            kernel_node["audit_immutable_file"].rsplit("/", 1)[1]})
+    assert not found, stranger_message("/etc/audit/rules.d", found)

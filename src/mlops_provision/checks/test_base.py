@@ -122,3 +122,89 @@ def test_admin_group(host, node):
         assert f"%{group} ALL=(ALL:ALL) ALL" in rule.content_string
     else:
         assert not rule.exists, f"{rule.path} exists but base_admin_group_sudo is false"
+
+
+# --- effective state and files next to ours (drift) -----------------------------------------
+
+
+def test_sudoers_d_only_ours(host, node):
+    """sudoers.d holds only our rule and the package's files"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers
+
+    found = strangers(host, node["base_os_sudoers_dir"], ours={"mlops-provision"})
+    assert not found, stranger_message(node["base_os_sudoers_dir"], found)
+
+
+def test_effective_sudo_rules(host, node):
+    """sudo grants rights only to root, sudo and the admin group"""
+    from mlops_provision.checks.unmanaged import unmanaged
+
+    # sudo reads /etc/sudoers and the files of its includedir whose names have no '.' and do not end in '~'.
+    text = host.check_output(
+        "cat /etc/sudoers; for f in /etc/sudoers.d/*; do case ${f##*/} in *.*|*~) ;; *) "
+        "[ -f \"$f\" ] && cat \"$f\";; esac; done")
+    allowed = {"root", "%sudo", f"%{node['base_admin_group']}"}
+    grants = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith(("#include", "@include")) else ""
+        if not line or line.startswith(("Defaults", "User_Alias", "Runas_Alias", "Host_Alias", "Cmnd_Alias")):
+            continue
+        if "=" in line and line.split()[0] not in allowed:
+            grants.append(line)
+    assert not grants, f"sudo rules for others: {grants} {unmanaged('remove the rule(s) by hand')}"
+
+
+def test_trusted_cas(host, node):
+    """trusted CAs: the distribution's and the site's, no other"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers, unmanaged
+
+    local = "/usr/local/share/ca-certificates"
+    ours_dir = node["base_os_ca_dir"].removeprefix(local + "/")
+    found = strangers(host, local, prefix=ours_dir + "/", recurse=True)
+    assert not found, stranger_message(local, found)
+    # The bundle is what update-ca-certificates builds: the enabled certificates of
+    # /etc/ca-certificates.conf plus every .crt under /usr/local/share/ca-certificates.
+    counts = host.check_output(
+        "echo $(grep -c 'BEGIN CERTIFICATE' " + node["base_os_ca_bundle"] + ") "
+        "$(( $(grep -c '^[^!#]' /etc/ca-certificates.conf) + $(find " + local + " -name '*.crt' | wc -l) ))").split()
+    assert counts[0] == counts[1], (
+        f"{node['base_os_ca_bundle']} holds {counts[0]} certificates, its sources {counts[1]}: "
+        f"a CA was added to the bundle by hand {unmanaged('run update-ca-certificates --fresh, then drift again')}")
+
+
+def test_apt_sources_d_only_ours(host, node):
+    """apt sources.list.d holds only our and the distribution's sources"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers
+
+    distro = set() if node["base_apt_mirror"] else {"debian.sources"}
+    found = strangers(host, "/etc/apt/sources.list.d", extra=distro)
+    assert not found, stranger_message("/etc/apt/sources.list.d", found)
+
+
+def test_platform_names_resolve(host, node):
+    """the platform's node names resolve to their inventory addresses"""
+    if not node["base_manage_etc_hosts"]:
+        pytest.skip("base_manage_etc_hosts is false")
+    if not node.nodes:
+        pytest.skip("no inventory given (MLOPS_INVENTORY): the node list is unknown")
+    out = host.run("for n in " + " ".join(sorted(node.nodes)) + "; do echo \"$n $(getent hosts $n | head -n1)\"; done")
+    got = {line.split()[0]: (line.split()[1:2] or ["unresolved"])[0]
+           for line in out.stdout.splitlines() if line.strip()}
+    wrong = {n: (got.get(n), a) for n, a in node.nodes.items() if got.get(n) != a}
+    assert not wrong, f"getent hosts (got, expected): {wrong}"
+
+
+def test_pip_index_pinned(host, node):
+    """pip uses only the configured package index"""
+    from mlops_provision.checks.unmanaged import unmanaged
+
+    keys = {}
+    for path in ("/etc/pip.conf", "/etc/xdg/pip/pip.conf"):
+        f = host.file(path)
+        if f.exists:
+            pattern = r"^\s*((?:extra-)?index-url|find-links|trusted-host)\s*=\s*(.*)$"
+            keys.update({m.group(1): (path, m.group(2)) for m in re.finditer(pattern, f.content_string, re.M)})
+    wanted = {"index-url": node["base_pip_index_url"]} if node["base_pip_index_url"] else {}
+    extra = {k: v for k, v in keys.items() if k not in ("index-url", "trusted-host") or
+             (k == "index-url" and v[1].strip() != wanted.get("index-url"))}
+    assert not extra, f"pip package index settings not from the inventory: {extra} {unmanaged('remove them by hand')}"

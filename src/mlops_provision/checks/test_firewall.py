@@ -69,3 +69,17 @@ def test_probe_from_another_node(host, kernel_node):
     assert _dropped(host, _table(kernel_node)) > before, "the drop was not counted"
     ssh = peer.run(_connect(address, kernel_node["firewall_ssh_port"], 5))
     assert ssh.rc == 0, f"SSH on {address} not reachable from the other node: {ssh.stderr.strip()}"
+
+
+def test_no_foreign_ruleset(host, kernel_node):
+    """loaded nftables ruleset: our table only, nftables.d only ours"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers, unmanaged
+
+    table = _table(kernel_node)
+    found = strangers(host, "/etc/nftables.d", ours={f"{table}.nft"})
+    assert not found, stranger_message("/etc/nftables.d", found)
+    data = json.loads(host.check_output("nft -j list tables"))
+    tables = [f"{t['table']['family']} {t['table']['name']}" for t in data["nftables"] if "table" in t]
+    foreign = [t for t in tables if t != f"inet {table}"]
+    hint = unmanaged("inspect with nft list ruleset; delete by hand")
+    assert not foreign, f"tables loaded besides ours: {foreign} {hint}"

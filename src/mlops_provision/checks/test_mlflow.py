@@ -232,3 +232,50 @@ def test_backup_timer(host, server):
     backups = host.file(server["mlflow_backup_dir"])
     assert backups.is_directory and backups.mode == 0o700, f"{backups.path} is not a 0700 directory"
 
+
+
+# --- nginx's effective configuration and files next to ours (drift) --------------------------
+
+
+@pytest.mark.parametrize("directory", ["/etc/nginx/conf.d", "/etc/nginx/sites-enabled"])
+def test_nginx_dropins_only_ours(host, server, directory):
+    """nginx conf.d and sites-enabled hold only our site"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers
+
+    found = strangers(host, directory, ours={Path(server["mlflow_os_nginx_site"]).name})
+    removed_by_up = [f for f in found if f in server["mlflow_os_nginx_default_sites"]]  # the role removes these
+    assert not removed_by_up, f"the distribution's default site is enabled: {removed_by_up}"
+    assert not found, stranger_message(directory, found)
+
+
+def test_nginx_effective_tls(host, server):
+    """nginx -T: every TLS server speaks TLS 1.2/1.3 only"""
+    # nginx -T prints each file after "# configuration file PATH:"; included files' server blocks
+    # start at their file's top level, nginx.conf's inside http. A server without ssl_protocols
+    # inherits http's (Debian's nginx.conf allows TLSv1 and TLSv1.1).
+    text = host.check_output("nginx -T 2>/dev/null")
+    http_protocols, servers, block, depth = None, [], None, 0
+    for raw in text.splitlines():
+        if raw.startswith("# configuration file "):
+            depth, block = 0, None
+            continue
+        line = raw.split("#", 1)[0].strip()
+        if block is None and re.match(r"^server\s*\{", line):
+            block = {"depth": depth, "ssl": False, "protocols": None, "names": "server"}
+            servers.append(block)
+        m = re.match(r"^ssl_protocols\s+([^;]+);", line)
+        if m and block is None:
+            http_protocols = m.group(1).split()
+        elif m:
+            block["protocols"] = m.group(1).split()
+        if block is not None and re.match(r"^listen\s+.*\bssl\b", line):
+            block["ssl"] = True
+        if block is not None and line.startswith("server_name"):
+            block["names"] = line.rstrip(";")
+        depth += line.count("{") - line.count("}")
+        if block is not None and depth <= block["depth"]:
+            block = None
+    weak = [(b["names"], b["protocols"] or http_protocols) for b in servers
+            if b["ssl"] and set(b["protocols"] or http_protocols or []) - {"TLSv1.2", "TLSv1.3"}]
+    assert any(b["ssl"] for b in servers), "nginx -T shows no TLS server"
+    assert not weak, f"TLS servers allowing old protocols (server, ssl_protocols): {weak}"

@@ -156,3 +156,23 @@ def test_unattended_security_updates(host, node):
     assert values("Unattended-Upgrade::Origins-Pattern") == node["os_hardening_unattended_upgrades_origins"]
     assert values("Unattended-Upgrade::Package-Blacklist") == node["os_hardening_unattended_upgrades_blacklist"]
     assert re.search(r'^Unattended-Upgrade::Automatic-Reboot "false";$', dump, re.M), "it may reboot the node"
+
+
+# --- files next to ours and settings read from them (drift) ----------------------------------
+
+
+@pytest.mark.parametrize("directory", ["/etc/ssh/sshd_config.d", "/etc/modprobe.d", "/etc/modules-load.d",
+                                       "/etc/sysctl.d"])
+def test_dropin_dirs_only_ours(host, node, directory):
+    """drop-in directories hold only our and the packages' files"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers
+
+    found = strangers(host, directory, extra={"99-zz-mlops-provision.conf"})
+    assert not found, stranger_message(directory, found)
+
+
+def test_login_banner(host, node):
+    """login banner shown by sshd and the consoles is the inventory's"""
+    assert _sshd(host).get("banner") == "/etc/issue.net", "sshd shows no banner (or another file)"
+    for path in ("/etc/issue.net", "/etc/issue"):
+        assert host.file(path).content_string == node["os_hardening_ssh_banner"] + "\n", f"{path} differs"

@@ -69,3 +69,41 @@ def test_no_passwordless_network_access(host, pg):
     assert rules, "pg_hba.conf has no rules"
     assert not [r for r in rules if r[-1] in ("trust", "password", "md5")], f"weak rules: {rules}"
     assert all(r[-1] in ("scram-sha-256", "reject") for r in rules if r[0].startswith("host")), rules
+
+
+# --- effective settings and files next to ours (drift) ---------------------------------------
+
+
+def _psql(host, pg, sql: str) -> list[list[str]]:
+    out = host.check_output(f"runuser -u postgres -- psql -XAt -F '|' -p {pg['postgresql_port']} -c \"{sql}\"")
+    return [line.split("|") for line in out.splitlines() if line.strip()]
+
+
+def test_conf_d_only_ours(host, pg):
+    """PostgreSQL conf.d holds only our file"""
+    from mlops_provision.checks.unmanaged import stranger_message, strangers
+
+    directory = f"/etc/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}/conf.d"
+    found = strangers(host, directory, ours={"60-mlops-provision.conf"})
+    assert not found, stranger_message(directory, found)
+
+
+def test_settings_come_from_our_files(host, pg):
+    """pg_settings: every file setting comes from postgresql.conf or ours"""
+    from mlops_provision.checks.unmanaged import unmanaged
+
+    rows = _psql(host, pg, "select name, setting, sourcefile from pg_settings where sourcefile is not null "
+                           "and sourcefile not like '%/postgresql.conf' "
+                           "and sourcefile not like '%/60-mlops-provision.conf'")
+    assert not rows, f"settings from other files (name, value, file): {rows} {unmanaged('remove the file by hand')}"
+    pending = _psql(host, pg, "select name from pg_settings where pending_restart")
+    assert not pending, f"changed settings wait for a restart: {pending}"
+
+
+def test_effective_hba_rules(host, pg):
+    """pg_hba_file_rules: network logins by SCRAM only, no trust"""
+    rows = _psql(host, pg, "select line_number, type, database, user_name, auth_method, error from pg_hba_file_rules")
+    assert rows, "pg_hba_file_rules is empty"
+    bad = [r for r in rows if r[5] or r[4] in ("trust", "password", "md5")
+           or (r[1].startswith("host") and r[4] not in ("scram-sha-256", "reject"))]
+    assert not bad, f"weak or broken rules (line, type, db, user, method, error): {bad}"

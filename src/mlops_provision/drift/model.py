@@ -99,6 +99,9 @@ def render_diff(diff) -> str:
             continue
         before, after = part.get("before", ""), part.get("after", "")
         if isinstance(before, dict) or isinstance(after, dict):  # state changes: {'state': 'absent'}
+            where = (before or {}).get("path") or (after or {}).get("path")
+            if where:
+                out.append(str(where))
             out += [f"- {k}: {v}" for k, v in (before or {}).items() if (after or {}).get(k) != v]
             out += [f"+ {k}: {v}" for k, v in (after or {}).items() if (before or {}).get(k) != v]
             continue

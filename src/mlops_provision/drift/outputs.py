@@ -12,7 +12,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from mlops_provision.drift.model import DriftReport
@@ -20,23 +19,31 @@ from mlops_provision.reports import STYLE, _console
 
 
 def print_drift(report: DriftReport, console: Console | None = None) -> None:
-    """One table per run: every drifted item with its host, role, what changed and the repair."""
+    """Per host: its status, then every drifted item as ``[role] what`` with the diff or the
+    check's message indented under it and the repair (``up``, or what to do by hand)."""
     console = console or _console()
-    table = Table(title=f"mlops-provision drift: {report.counts_line()} in {report.duration_s:.0f}s",
-                  title_justify="left")
-    for col in ("host", "role", "item", "what changed", "repair"):
-        table.add_column(col, overflow="fold")
     for h in report.hosts:
-        if h.status in ("failed", "unreachable"):
-            table.add_row(h.host, "", Text(h.status, style=STYLE[h.status]), Text(h.message), "")
-        if not h.items and h.status == "clean":
-            table.add_row(h.host, "", Text("clean", style="green"),
-                          f"{h.checks_passed} checks passed, no pending change", "")
+        repairable = sum(i.repairable for i in h.items)
+        head = Text(f"{h.host}: ")
+        head.append(h.status, style=STYLE.get(h.status, "yellow" if h.status == "drift" else "green"))
+        if h.items:
+            head.append(f" ({len(h.items)} item(s): {repairable} repairable by up, "
+                        f"{len(h.items) - repairable} not managed by up)")
+        elif h.status == "clean":
+            head.append(f" ({h.checks_passed} checks passed, no pending change)")
+        if h.message:
+            head.append(f" {h.message}")
+        console.print(head)
         for i in h.items:
-            repair = Text("up", style="yellow") if i.repairable else Text("manual: " + i.hint, style="bold red")
-            table.add_row(h.host, i.role, f"{'would change' if i.kind == 'change' else i.kind}: {i.what}",
-                          Text(i.detail), repair)
-    console.print(table)
+            label = {"change": "would change", "check": "check failed", "error": "check error"}[i.kind]
+            console.print(Text(f"  [{i.role}] {label}: {i.what}"), Text("  repair: up" if i.repairable
+                                                                    else "  repair: by hand", style="bold"))
+            for line in i.detail.splitlines():
+                console.print(Text(f"      {line}"), highlight=False, soft_wrap=True)
+            if not i.repairable:
+                console.print(Text(f"      hint: {i.hint}"), highlight=False, soft_wrap=True)
+    console.print(Text(f"{report.counts_line()} in {report.duration_s:.0f}s (check mode {report.check_s:.0f}s, "
+                       f"checks {report.verify_s:.0f}s, concurrently)"))
     console.print(f"exit {report.exit_code}; run record: {report.run_dir}", highlight=False)
 
 

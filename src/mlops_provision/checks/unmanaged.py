@@ -1,0 +1,47 @@
+"""Helpers for checks of state `up` does not manage: files next to ours in the drop-in
+directories a role owns, and how a check says that `up` will not repair what it found.
+
+A file in a role's directory is *ours* when its name is one the role writes; it is the
+*distribution's* when a Debian package owns it (``dpkg-query -S``) or it is a name the
+distribution installs by other means (``extra``). Anything else was put there by someone else:
+drift that `up` does not remove (``<role>_purge_unmanaged`` decides that, where a role offers
+it). `drift` reads :data:`MARK` in a failed check's message to tell such findings apart.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+MARK = "[not managed by up: {}]"
+REMOVE_HINT = "review and remove the file(s) by hand; `up` leaves files it did not write"
+
+
+def unmanaged(hint: str = REMOVE_HINT) -> str:
+    """The marker a failed check's message ends with when `up` would not repair it."""
+    return MARK.format(hint.replace("]", ")"))
+
+
+def strangers(host, directory: str, ours: set[str] | None = None, prefix: str = "mlops-provision",
+              extra: set[str] | None = None, recurse: bool = False) -> list[str]:
+    """Files in ``directory`` that neither the role (names in ``ours`` or starting with
+    ``prefix``) nor a Debian package put there; sorted full paths. A missing directory has none."""
+    depth = "" if recurse else "-maxdepth 1"
+    found = host.run(f"find {shlex.quote(directory)} -mindepth 1 {depth} ! -type d -printf '%P\\n' 2>/dev/null")
+    names = [n for n in found.stdout.splitlines() if n.strip()]
+    keep = (ours or set()) | (extra or set())
+    candidates = [n for n in names if n not in keep and not (prefix and n.startswith(prefix))]
+    if not candidates:
+        return []
+    full = [f"{directory.rstrip('/')}/{n}" for n in candidates]
+    owned = host.run("dpkg-query -S " + " ".join(shlex.quote(p) for p in full) + " 2>/dev/null")
+    packaged = {line.split(": ", 1)[1].strip() for line in owned.stdout.splitlines()
+                if ": " in line and not line.startswith("diversion ")}
+    return sorted(p for p in full if p not in packaged)
+
+
+def stranger_message(directory: str, files: list[str], purge_var: str | None = None) -> str:
+    """The failure message for files found next to ours, with the marker and what to do."""
+    hint = REMOVE_HINT
+    if purge_var:
+        hint = f"remove them by hand, or set {purge_var}: true and run up to remove them"
+    return f"not written by mlops-provision nor a package, in {directory}: {', '.join(files)} {unmanaged(hint)}"

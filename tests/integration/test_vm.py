@@ -81,7 +81,9 @@ def test_converge_then_verify_hardening(inventory, converged):
                   "loaded audit rules equal the rules on disk", "kernel parameters have their effective values",
                   "kernel parameters at boot equal the inventory's", "password login refused, key login works",
                   "every key is escrowed, vault-encrypted, on the admin machine",
-                  "keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks"):
+                  "keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks",
+                  "loaded nftables ruleset: our table only, nftables.d only ours",
+                  "audit rules.d holds only our rules"):
         assert ("node1", check) in passed, check
 
 
@@ -90,6 +92,35 @@ def test_second_up_changes_nothing(inventory, converged):
              timeout=2400)
     assert res.rc == 0, res.stdout + res.stderr
     assert by_host(res.json())["node1"]["changed"] == 0, res.stdout
+
+
+KERNEL_DRIFT = {  # injection, undo, the check that must catch it (drift's kernel-side checks)
+    "loaded nftables ruleset: our table only, nftables.d only ours":
+        ("nft add table inet evil", "nft delete table inet evil"),
+    "audit rules.d holds only our rules":
+        ("echo '-w /tmp -p wa -k evil' > /etc/audit/rules.d/zz-evil.rules", "rm -f /etc/audit/rules.d/zz-evil.rules"),
+    "kernel parameters have their effective values": ("sysctl -qw kernel.sysrq=1", "sysctl -qw kernel.sysrq=0"),
+    "drop-in directories hold only our and the packages' files":
+        ("echo 'options evil x=1' > /etc/modprobe.d/zz-evil.conf", "rm -f /etc/modprobe.d/zz-evil.conf"),
+}
+
+
+def test_kernel_side_drift_is_caught(inventory, converged):
+    """What drift reads on a real kernel: a foreign nft table, an audit rules file next to ours, a
+    sysctl changed at run time, a modprobe.d file next to ours; each fails its check, undone it passes."""
+    select = "no_foreign_ruleset or rules_d_only_ours or sysctl_effective_values or dropin_dirs_only_ours"
+    for inject, _undo in KERNEL_DRIFT.values():
+        node_ssh(inventory, "node1", inject)
+    try:
+        res = mp("verify", "-i", inventory, "--limit", "node1", "-k", select, "--output", "json")
+        failed = {r["check"]: r["message"] for r in res.json()["results"] if r["outcome"] == "failed"}
+        assert res.rc == 1 and set(KERNEL_DRIFT) <= set(failed), failed
+        assert "[not managed by up:" in failed["audit rules.d holds only our rules"]
+    finally:
+        for _inject, undo in KERNEL_DRIFT.values():
+            node_ssh(inventory, "node1", undo, check=False)
+    res = mp("verify", "-i", inventory, "--limit", "node1", "-k", select, "--output", "json")
+    assert res.rc == 0, [(r["check"], r["message"]) for r in res.json()["results"] if r["outcome"] != "passed"]
 
 
 def test_encryption_is_real(inventory, converged):

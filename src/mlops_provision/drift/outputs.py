@@ -33,18 +33,19 @@ def print_drift(report: DriftReport, console: Console | None = None) -> None:
             head.append(f" ({h.checks_passed} checks passed, no pending change)")
         if h.message:
             head.append(f" {h.message}")
-        console.print(head)
+        console.print(head, soft_wrap=True)
         for i in h.items:
             label = {"change": "would change", "check": "check failed", "error": "check error"}[i.kind]
             console.print(Text(f"  [{i.role}] {label}: {i.what}"), Text("  repair: up" if i.repairable
-                                                                    else "  repair: by hand", style="bold"))
+                                                                    else "  repair: by hand", style="bold"),
+                          soft_wrap=True)
             for line in i.detail.splitlines():
                 console.print(Text(f"      {line}"), highlight=False, soft_wrap=True)
             if not i.repairable:
                 console.print(Text(f"      hint: {i.hint}"), highlight=False, soft_wrap=True)
     console.print(Text(f"{report.counts_line()} in {report.duration_s:.0f}s (check mode {report.check_s:.0f}s, "
-                       f"checks {report.verify_s:.0f}s, concurrently)"))
-    console.print(f"exit {report.exit_code}; run record: {report.run_dir}", highlight=False)
+                       f"checks {report.verify_s:.0f}s, concurrently)"), soft_wrap=True)
+    console.print(f"exit {report.exit_code}; run record: {report.run_dir}", highlight=False, soft_wrap=True)
 
 
 def write_junit(report: DriftReport, path: Path) -> None:

@@ -55,6 +55,7 @@ After=network-online.target
 Type=oneshot
 WorkingDirectory={state.parent}
 Environment=MLOPS_PROVISION_HOME={paths.project_root()}
+Environment=HOME=%h LANG=C.UTF-8
 ExecStart=/bin/sh -c {shlex.quote(shlex.join(cmd) + ' > ' + shlex.quote(str(state / 'drift.json')))}
 SuccessExitStatus=4
 Nice=10

@@ -27,6 +27,7 @@ all:
       ansible_connection: local
   vars:
     ansible_connection: local
+    kubernetes_api_endpoint: k8s-api.example.internal
     base_manage_hostname: 'yes'
     base_apt_cache_valid_time: '3600'
   children:

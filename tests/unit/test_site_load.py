@@ -436,6 +436,7 @@ all:
       vars:
         {var}: cp-inline
         base_apt_mirror: cp-inline
+        kubernetes_api_endpoint: k8s-api.example.internal
       hosts:
         cp1:
           ansible_host: 192.0.2.11

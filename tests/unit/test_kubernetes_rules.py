@@ -1,0 +1,143 @@
+"""The Kubernetes layer's input rules (site/rules.py): each bad input is refused before any host
+is touched (InventoryInvalid: exit 2), naming the file and the key."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_provision.errors import BadInput
+from mlops_provision.site import InventoryInvalid, Problem, load
+from mlops_provision.site.rules import kubernetes_upgrade_problem, kubernetes_version_of
+
+EXAMPLE_PASSWORD = Path(__file__).parents[2] / "inventories" / "example" / "example-vault-password"
+
+
+@pytest.fixture(autouse=True)
+def _no_vault_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+
+
+def site(tmp_path: Path, planes: int = 1, workers: int = 1, all_vars: str = "",
+         plane_vars: str = "") -> Path:
+    lines = ["---", "all:", "  vars:", "    ansible_user: admin"]
+    lines += [f"    {line}" for line in all_vars.splitlines() if line]
+    lines += ["  children:"]
+    if planes:
+        lines += ["    control_plane:", "      hosts:"]
+        for i in range(1, planes + 1):
+            lines += [f"        cp{i}:", f"          ansible_host: 192.0.2.1{i}",
+                      f"          mlops_node_address: 198.51.100.1{i}"]
+            lines += [f"          {line}" for line in plane_vars.splitlines() if line]
+    if workers:
+        lines += ["    cpu_workers:", "      hosts:"]
+        for i in range(1, workers + 1):
+            lines += [f"        cpu{i}:", f"          ansible_host: 192.0.2.3{i}",
+                      f"          mlops_node_address: 198.51.100.3{i}"]
+    (tmp_path / "hosts.yml").write_text("\n".join(lines) + "\n")
+    return tmp_path / "hosts.yml"
+
+
+def problems(inventory: Path, password: Path | None = None) -> list[Problem]:
+    with pytest.raises(InventoryInvalid) as info:
+        load(inventory, vault_password_file=password)
+    assert isinstance(info.value, BadInput)  # exit code 2
+    return info.value.problems
+
+
+def only(found: list[Problem], key: str) -> Problem:
+    mine = [p for p in found if p.key == key]
+    assert len(mine) == 1, found
+    return mine[0]
+
+
+def test_a_plain_cluster_is_valid(tmp_path: Path) -> None:
+    load(site(tmp_path, planes=1, workers=2))
+
+
+def test_workers_without_a_control_plane(tmp_path: Path) -> None:
+    load(site(tmp_path, planes=0, workers=2))  # no cluster declared: GPU/CPU nodes only
+    problem = only(problems(site(tmp_path, planes=0, workers=2, all_vars='kubernetes_version: "1.33.1"')),
+                   "control_plane")
+    assert Path(problem.file).name == "hosts.yml"
+    assert "cpu1, cpu2" in problem.expected and "no host in group control_plane" in problem.expected
+
+
+def test_several_control_planes_need_an_api_endpoint(tmp_path: Path) -> None:
+    problem = only(problems(site(tmp_path, planes=3)), "kubernetes_api_endpoint")
+    assert Path(problem.file).name == "hosts.yml" and "3 control planes" in problem.expected
+    load(site(tmp_path, planes=3, all_vars="kubernetes_api_endpoint: k8s-api.example.internal:6443"))
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("kubernetes_pod_cidr", "198.51.100.0/24", "cp1's mlops_node_address 198.51.100.11"),
+    ("kubernetes_service_cidr", "192.0.0.0/8", "cp1's ansible_host 192.0.2.11"),
+    ("kubernetes_pod_cidr", "10.244.0.1/16", "host bits set"),
+    ("kubernetes_service_cidr", "10.244.128.0/20", "overlaps kubernetes_pod_cidr 10.244.0.0/16"),
+])
+def test_pod_and_service_networks_apart_from_the_nodes(tmp_path: Path, key: str, value: str,
+                                                        says: str) -> None:
+    problem = only(problems(site(tmp_path, all_vars=f"{key}: {value}")), key)
+    assert Path(problem.file).name == "hosts.yml" and problem.line is not None
+    assert says in problem.expected
+
+
+@pytest.mark.parametrize(("current", "target", "says"), [
+    ("1.31.4", "1.33.1", "skip of minor versions"),
+    ("1.33.2", "1.33.1", "downgrade"),
+    ("1.32.9", "2.0.0", "skip of minor versions"),
+])
+def test_version_skew_the_upgrade_rules_forbid(tmp_path: Path, current: str, target: str,
+                                               says: str) -> None:
+    inv = site(tmp_path, all_vars=f'kubernetes_version: "{target}"\n'
+                                  f'kubernetes_current_version: "{current}"')
+    problem = only(problems(inv), "kubernetes_version")
+    assert says in problem.expected and current in problem.expected
+
+
+def test_one_minor_up_and_patches_are_upgrades(tmp_path: Path) -> None:
+    for current in ("1.32.9", "1.33.0", "1.33.1"):
+        load(site(tmp_path, all_vars=f'kubernetes_version: "1.33.1"\nkubernetes_current_version: "{current}"'))
+    assert kubernetes_upgrade_problem((1, 32, 9), (1, 33, 0)) == ""
+    assert kubernetes_version_of("v1.33.1") == (1, 33, 1) and kubernetes_version_of("1.33") is None
+
+
+def test_version_must_be_pinned_to_a_patch(tmp_path: Path) -> None:
+    problem = only(problems(site(tmp_path, all_vars='kubernetes_version: "1.33"')), "kubernetes_version")
+    assert "MAJOR.MINOR.PATCH" in problem.expected
+
+
+def test_hardening_keeps_what_kubernetes_needs(tmp_path: Path) -> None:
+    inv = site(tmp_path, all_vars="os_hardening_modules_load: [overlay]\n"
+                                  "os_hardening_sysctl: {net.ipv4.ip_forward: 0}")
+    found = problems(inv)
+    assert "br_netfilter" in only(found, "os_hardening_modules_load").expected
+    assert "net.ipv4.ip_forward=0" in only(found, "os_hardening_sysctl").expected
+
+
+def test_no_rule_without_a_cluster(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yml").write_text("---\nall:\n  hosts:\n    m1:\n      ansible_host: 10.244.0.5\n")
+    load(tmp_path / "hosts.yml")
+
+
+def _vault(value: str) -> str:
+    out = subprocess.run(["ansible-vault", "encrypt_string", "--vault-password-file", str(EXAMPLE_PASSWORD),
+                          "--name", "kubernetes_control_plane_encryption_key", value],
+                         check=True, capture_output=True, text=True).stdout
+    return out.replace("\n", "\n  ")
+
+
+def test_encryption_key_plain_or_malformed(tmp_path: Path) -> None:
+    plain = only(problems(site(tmp_path, plane_vars="kubernetes_control_plane_encryption_key: abc")),
+                 "kubernetes_control_plane_encryption_key")
+    assert "plain text" in plain.expected
+    short = tmp_path / "short"
+    short.mkdir()
+    inv = site(short, plane_vars=_vault("c2hvcnQ="))
+    assert "32 bytes" in only(problems(inv, EXAMPLE_PASSWORD), "kubernetes_control_plane_encryption_key").expected
+    good = tmp_path / "good"
+    good.mkdir()
+    load(site(good, plane_vars=_vault("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
+         vault_password_file=EXAMPLE_PASSWORD)

@@ -1,15 +1,30 @@
-"""Benchmark: wall time of a first converge, a no-op re-run, a check run and verify on sandbox nodes.
+"""Benchmark: first converge, no-op re-run, check run, verify and drift on sandbox nodes.
 
-    .venv/bin/python benchmarks/rerun.py --nodes 3 --kind container [--repeat 3]
+    .venv/bin/python benchmarks/rerun.py                       # 1, 3 and 10 containers
+    .venv/bin/python benchmarks/rerun.py --nodes 1 3 10 50     # 50 as well
+    .venv/bin/python benchmarks/rerun.py --nodes 3 --repeat 3  # medians over 3 runs
 
-Prints one line per step with median seconds (and changed counts, to show the re-run is a
-no-op). Brings up its own sandbox in a temporary site and removes it afterwards.
+For each node count it brings up its own sandbox in a temporary site, runs the full stack
+(`up`) once, then times, with `--repeat` runs each (median):
+
+    no-op up          `up` again: must report changed=0 on every host
+    no-op up (stock)  the same under stock Ansible settings (forks 5, no pipelining, implicit
+                      fact gathering, linear strategy): the ratio to the line above is the figure
+                      that holds on a noisy machine
+    up --check        check mode on the converged hosts: must report changed=0
+    verify            the checks: must pass
+    drift             `drift` when this build has it (exit 0: no drift), else "n/a (not built)"
+
+and removes the sandbox. Any step that fails (an exit status other than the expected one,
+changed > 0 where 0 is expected, output that is not the JSON report) stops the benchmark with
+exit status 1 and the step's output: a failed step never prints a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -19,45 +34,131 @@ from pathlib import Path
 
 CLI = [sys.executable, "-m", "mlops_provision.cli"]
 
+#: Ansible's own defaults for the settings this project's ansible.cfg changes for speed (given
+#: as ANSIBLE_* variables, which outrank the config file; the runner passes them through).
+STOCK_ANSIBLE = {
+    "ANSIBLE_FORKS": "5",
+    "ANSIBLE_PIPELINING": "False",
+    "ANSIBLE_GATHERING": "implicit",
+    "ANSIBLE_STRATEGY": "linear",
+    "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=60s",
+}
 
-def timed(*args: str) -> tuple[float, dict | None, int]:
+
+class StepFailed(Exception):
+    pass
+
+
+def run(args: list[str], env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess]:
     t0 = time.monotonic()
-    proc = subprocess.run([*CLI, *args], capture_output=True, text=True)
-    seconds = time.monotonic() - t0
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    return time.monotonic() - t0, proc
+
+
+def fail(step: str, proc: subprocess.CompletedProcess, why: str) -> StepFailed:
+    tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-40:])
+    return StepFailed(f"{step}: {why} (exit {proc.returncode})\n{tail}")
+
+
+def report(step: str, proc: subprocess.CompletedProcess) -> dict:
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        data = None
-    return seconds, data, proc.returncode
+        raise fail(step, proc, "no JSON report on stdout") from None
+    if not isinstance(data, dict):
+        raise fail(step, proc, "the report is not a JSON object")
+    return data
+
+
+def changed(step: str, proc: subprocess.CompletedProcess) -> int:
+    data = report(step, proc)
+    hosts = data.get("hosts")
+    if not isinstance(hosts, list) or not hosts:
+        raise fail(step, proc, "the report lists no hosts")
+    return sum(int(h["changed"]) for h in hosts)
+
+
+def up_step(step: str, args: list[str], *, expect_changed_zero: bool,
+            env: dict[str, str] | None = None) -> tuple[float, int]:
+    seconds, proc = run(args, env)
+    if proc.returncode != 0:
+        raise fail(step, proc, "failed")
+    n = changed(step, proc)
+    if expect_changed_zero and n != 0:
+        raise fail(step, proc, f"changed={n}, expected 0 on converged hosts")
+    return seconds, n
+
+
+def timed(step: str, repeat: int, once) -> str:
+    times = [once() for _ in range(repeat)]
+    med = statistics.median(times)
+    spread = f" (min {min(times):.1f}, max {max(times):.1f})" if repeat > 1 else ""
+    return f"{med:.1f} s{spread}"
+
+
+def has_command(name: str) -> bool:
+    return run([name, "--help"])[1].returncode == 0
+
+
+def bench(nodes: int, kind: str, repeat: int) -> dict[str, str]:
+    results: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-") as site:
+        inv = str(Path(site) / ".mlops-provision" / "sandbox" / "inventory.yml")
+        seconds, proc = run(["sandbox", "up", "--site", site, "--nodes", str(nodes), "--kind", kind])
+        if proc.returncode != 0:
+            raise fail(f"sandbox up --nodes {nodes}", proc, "failed")
+        results["sandbox up"] = f"{seconds:.1f} s"
+        try:
+            up = ["up", "-i", inv, "--output", "json"]
+            seconds, n = up_step("first up", up, expect_changed_zero=False)
+            results["first up"] = f"{seconds:.1f} s (changed={n})"
+            results["no-op up"] = timed("no-op up", repeat, lambda: up_step(
+                "no-op up", up, expect_changed_zero=True)[0])
+            results["no-op up, stock Ansible"] = timed("no-op up (stock)", repeat, lambda: up_step(
+                "no-op up (stock Ansible settings)", up, expect_changed_zero=True, env=STOCK_ANSIBLE)[0])
+            results["up --check"] = timed("up --check", repeat, lambda: up_step(
+                "up --check", [*up, "--check"], expect_changed_zero=True)[0])
+
+            def verify() -> float:
+                seconds, proc = run(["verify", "-i", inv, "--output", "json"])
+                if proc.returncode != 0:
+                    raise fail("verify", proc, "checks did not pass")
+                report("verify", proc)
+                return seconds
+            results["verify"] = timed("verify", repeat, verify)
+
+            if has_command("drift"):
+                def drift() -> float:
+                    seconds, proc = run(["drift", "-i", inv, "--output", "json"])
+                    if proc.returncode != 0:
+                        raise fail("drift", proc, "drift found or the run failed (expected exit 0)")
+                    return seconds
+                results["drift"] = timed("drift", repeat, drift)
+            else:
+                results["drift"] = "n/a (not built)"
+        finally:
+            run(["sandbox", "down", "--site", site])
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--kind", choices=["container", "vm"], default="container")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="mlops-bench-") as site:
-        inv = str(Path(site) / ".mlops-provision" / "sandbox" / "inventory.yml")
-        seconds, _, rc = timed("sandbox", "up", "--site", site, "--nodes", str(args.nodes),
-                               "--kind", args.kind)
-        print(f"sandbox up ({args.nodes} {args.kind}): {seconds:.1f} s (rc {rc})")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, {args.kind} sandbox, "
+          f"median of {args.repeat}", flush=True)
+    all_results: dict[int, dict[str, str]] = {}
+    for nodes in args.nodes:
         try:
-            seconds, data, rc = timed("up", "-i", inv, "--output", "json")
-            changed = sum(h["changed"] for h in data["hosts"]) if data else "?"
-            print(f"first up: {seconds:.1f} s, changed={changed} (rc {rc})")
-            for label, extra in (("re-run up", []), ("check up", ["--check"])):
-                times, changed = [], []
-                for _ in range(args.repeat):
-                    seconds, data, rc = timed("up", "-i", inv, "--output", "json", *extra)
-                    times.append(seconds)
-                    changed.append(sum(h["changed"] for h in data["hosts"]) if data else -1)
-                print(f"{label}: median {statistics.median(times):.1f} s over {args.repeat} "
-                      f"(min {min(times):.1f}, max {max(times):.1f}), changed={changed}")
-            times = [timed("verify", "-i", inv, "--output", "json")[0] for _ in range(args.repeat)]
-            print(f"verify: median {statistics.median(times):.1f} s over {args.repeat}")
-        finally:
-            timed("sandbox", "down", "--site", site)
+            all_results[nodes] = res = bench(nodes, args.kind, args.repeat)
+        except StepFailed as exc:
+            print(f"FAILED with {nodes} node(s): {exc}", file=sys.stderr, flush=True)
+            return 1
+        for step, value in res.items():
+            print(f"{nodes:>3} nodes  {step:<24} {value}", flush=True)
     return 0
 
 

@@ -38,6 +38,9 @@ NODES = ["node1", "node2"]
 
 
 TANG = "http://10.213.8.12"  # node2 on the VM network
+# Base, hardening, containerd and the Kubernetes prerequisites (swap, kernel, CRI): node1 is in
+# control_plane; the Kubernetes packages cannot be had here (test_kubernetes_packages_...).
+TAGS = "base,hardening,containerd,kubernetes_prerequisites"
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +52,17 @@ def inventory(tmp_path_factory):
     node_ssh(inventory=inv, node="node2", command="apt-get update -q && DEBIAN_FRONTEND=noninteractive "
              "apt-get install -y -q --no-install-recommends tang && systemctl is-active tangd.socket")
     inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(os_hardening_aide=False))
+    # node1 (control_plane) gets a swap file in fstab, as many installs have: the Kubernetes
+    # prerequisites must turn it off for good (checked after the reboot below).
+    node_ssh(inventory=inv, node="node1", command="fallocate -l 64M /swapfile && chmod 600 /swapfile && "
+             "mkswap -q /swapfile && swapon /swapfile && echo '/swapfile none swap sw 0 0' >> /etc/fstab")
     yield inv
     tear_down(site)
 
 
 @pytest.fixture(scope="module")
 def converged(inventory):
-    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "base,hardening", "--output", "json",
+    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", TAGS, "--output", "json",
              timeout=2400)
     assert res.rc == 0, res.stdout + res.stderr
     return res.json()
@@ -88,7 +95,7 @@ def test_converge_then_verify_hardening(inventory, converged):
 
 
 def test_second_up_changes_nothing(inventory, converged):
-    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "base,hardening", "--output", "json",
+    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", TAGS, "--output", "json",
              timeout=2400)
     assert res.rc == 0, res.stdout + res.stderr
     assert by_host(res.json())["node1"]["changed"] == 0, res.stdout
@@ -121,6 +128,27 @@ def test_kernel_side_drift_is_caught(inventory, converged):
             node_ssh(inventory, "node1", undo, check=False)
     res = mp("verify", "-i", inventory, "--limit", "node1", "-k", select, "--output", "json")
     assert res.rc == 0, [(r["check"], r["message"]) for r in res.json()["results"] if r["outcome"] != "passed"]
+
+
+def test_kubernetes_prerequisites_converged(inventory, converged):
+    """Swap off (the swap file's fstab line commented out, swap.target masked), containerd's CRI,
+    the cluster ports open to node2 (checked by verify above and after the reboot)."""
+    assert node_ssh(inventory, "node1", "swapon --show=NAME --noheadings").stdout.strip() == ""
+    assert "# /swapfile none swap sw 0 0" in node_ssh(inventory, "node1", "cat /etc/fstab").stdout
+    lines = _table(inventory, "node1").splitlines()
+    rules = (("tcp", 10250, "kubelet"), ("udp", 4789, "calico vxlan"), ("tcp", 6443, "kubernetes api"))
+    for proto, port, name in rules:
+        assert any(f"{proto} dport {port}" in line and "@cluster_v4" in line and f'comment "{name}"' in line
+                   for line in lines), (proto, port, name)
+
+
+def test_kubernetes_packages_stop_naming_the_source(inventory, converged):
+    """No Kubernetes package can be had here: the role stops, naming the repository's URL."""
+    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "kubernetes_node", "--output", "json",
+             timeout=1200)
+    node1 = by_host(res.json())["node1"]
+    assert res.rc == 1 and "Kubernetes packages cannot be had on node1" in node1["message"], node1
+    assert "pkgs.k8s.io/core:/stable:/v" in node1["message"] and node1["changed"] == 0, node1
 
 
 def test_encryption_is_real(inventory, converged):
@@ -239,7 +267,11 @@ def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged)
     passed = _verify_node1(inventory)
     for check in ("LUKS2 mapping active with argon2id", "loaded table equals the file on disk",
                   "loaded audit rules equal the rules on disk", "kernel parameters at boot equal the inventory's",
-                  "password login refused, key login works"):
+                  "password login refused, key login works", "swap off, fstab without active swap, swap.target masked",
+                  "kernel modules for Kubernetes (overlay, br_netfilter) present",
+                  "kernel parameters for Kubernetes (forwarding, bridge netfilter)",
+                  "containerd's CRI socket answers, runc with systemd cgroups",
+                  "from another node: the kubelet port passes the firewall"):
         assert check in passed, check
 
 

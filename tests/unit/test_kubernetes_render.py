@@ -84,3 +84,41 @@ def test_gpu_objects(rendered: Path) -> None:
     spec = ds["spec"]["template"]["spec"]
     assert ds["kind"] == "DaemonSet" and spec["runtimeClassName"] == "nvidia"
     assert spec["containers"][0]["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
+
+
+def _strict(data, kind: str, where: str = "") -> list[str]:
+    """Problems of ``data`` against the Kubernetes python client's model ``kind`` (generated
+    from Kubernetes' OpenAPI schema): unknown fields, wrong types, missing required fields."""
+    import kubernetes.client as k8s
+
+    cls = getattr(k8s, kind, None)
+    if cls is None:  # a primitive or container type of the OpenAPI model
+        if kind.startswith("list["):
+            return [p for i, v in enumerate(data) for p in _strict(v, kind[5:-1], f"{where}[{i}]")]
+        if kind.startswith("dict("):
+            return [p for k, v in data.items() for p in _strict(v, kind[5:-1].split(", ", 1)[1], f"{where}.{k}")]
+        types = {"str": str, "int": int, "bool": bool, "object": object, "float": (int, float)}
+        return [] if isinstance(data, types.get(kind, object)) else [f"{where}: expected {kind}"]
+    if not isinstance(data, dict):
+        return [f"{where}: expected an object ({kind})"]
+    by_json = {v: k for k, v in cls.attribute_map.items()}
+    out = [f"{where}.{k}: not a field of {kind}" for k in data if k not in by_json]
+    for key, value in data.items():
+        if key in by_json:
+            out += _strict(value, cls.openapi_types[by_json[key]], f"{where}.{key}")
+    try:  # required fields: the generated constructor refuses None for them
+        cls(**{by_json[k]: v for k, v in data.items() if k in by_json})
+    except ValueError as exc:
+        out.append(f"{where}: {exc}")
+    return out
+
+
+@pytest.mark.parametrize(("name", "kind"), [("runtimeclass-nvidia.yaml", "V1RuntimeClass"),
+                                            ("nvidia-device-plugin.yaml", "V1DaemonSet")])
+def test_objects_against_kubernetes_models(rendered: Path, name: str, kind: str) -> None:
+    """The objects kubectl applies, field by field against the models the Kubernetes python client
+    generates from Kubernetes' OpenAPI schema (an offline substitute for the API server's
+    validation; kubeadm's, the encryption and the audit configurations have no such model)."""
+    pytest.importorskip("kubernetes", reason="the kubernetes python client is not installed: not validated")
+    (obj,) = docs(rendered / name)
+    assert _strict(obj, kind) == []

@@ -101,8 +101,20 @@ def has_command(name: str) -> bool:
     return run([name, "--help"])[1].returncode == 0
 
 
+class Results(dict):
+    """Step -> figure; each figure is printed as soon as it is known."""
+
+    def __init__(self, nodes: int) -> None:
+        super().__init__()
+        self.nodes = nodes
+
+    def __setitem__(self, step: str, value: str) -> None:
+        super().__setitem__(step, value)
+        print(f"{self.nodes:>3} nodes  {step:<24} {value}", flush=True)
+
+
 def bench(nodes: int, kind: str, repeat: int) -> dict[str, str]:
-    results: dict[str, str] = {}
+    results = Results(nodes)
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as site:
         inv = str(Path(site) / ".mlops-provision" / "sandbox" / "inventory.yml")
         seconds, proc = run(["sandbox", "up", "--site", site, "--nodes", str(nodes), "--kind", kind])
@@ -150,15 +162,12 @@ def main() -> int:
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, {args.kind} sandbox, "
           f"median of {args.repeat}", flush=True)
-    all_results: dict[int, dict[str, str]] = {}
     for nodes in args.nodes:
         try:
-            all_results[nodes] = res = bench(nodes, args.kind, args.repeat)
+            bench(nodes, args.kind, args.repeat)
         except StepFailed as exc:
             print(f"FAILED with {nodes} node(s): {exc}", file=sys.stderr, flush=True)
             return 1
-        for step, value in res.items():
-            print(f"{nodes:>3} nodes  {step:<24} {value}", flush=True)
     return 0
 
 

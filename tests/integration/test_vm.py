@@ -17,6 +17,8 @@ with ucf, measured 2026-11-28)."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import subprocess
 import time
 
@@ -140,6 +142,14 @@ def test_kubernetes_prerequisites_converged(inventory, converged):
     for proto, port, name in rules:
         assert any(f"{proto} dport {port}" in line and "@cluster_v4" in line and f'comment "{name}"' in line
                    for line in lines), (proto, port, name)
+    # "cluster" is the inventory's nodes and nothing else: closed to every other address.
+    members = node_ssh(inventory, "node1", "nft -j list set inet mlops_host cluster_v4").stdout
+    found = set()
+    for elem in json.loads(members)["nftables"][1]["set"]["elem"]:  # auto-merge joins neighbours into ranges
+        first, last = elem["range"] if isinstance(elem, dict) and "range" in elem else (elem, elem)
+        start, end = int(ipaddress.ip_address(first)), int(ipaddress.ip_address(last))
+        found |= {str(ipaddress.ip_address(a)) for a in range(start, end + 1)} if end - start < 256 else {"too many"}
+    assert found == {"10.213.8.11", "10.213.8.12"}, members
 
 
 def test_kubernetes_packages_stop_naming_the_source(inventory, converged):

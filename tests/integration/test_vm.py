@@ -146,7 +146,11 @@ def test_kubernetes_prerequisites_converged(inventory, converged):
     members = node_ssh(inventory, "node1", "nft -j list set inet mlops_host cluster_v4").stdout
     found = set()
     for elem in json.loads(members)["nftables"][1]["set"]["elem"]:  # auto-merge joins neighbours into ranges
-        first, last = elem["range"] if isinstance(elem, dict) and "range" in elem else (elem, elem)
+        if isinstance(elem, dict) and "prefix" in elem:
+            net = ipaddress.ip_network(f'{elem["prefix"]["addr"]}/{elem["prefix"]["len"]}')
+            first, last = net[0], net[-1]
+        else:
+            first, last = elem["range"] if isinstance(elem, dict) and "range" in elem else (elem, elem)
         start, end = int(ipaddress.ip_address(first)), int(ipaddress.ip_address(last))
         found |= {str(ipaddress.ip_address(a)) for a in range(start, end + 1)} if end - start < 256 else {"too many"}
     assert found == {"10.213.8.11", "10.213.8.12"}, members

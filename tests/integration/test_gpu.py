@@ -14,6 +14,8 @@ import os
 
 import pytest
 
+from mlops_provision.checks import test_containerd as cd_checks
+from mlops_provision.checks import test_nvidia_driver as nd_checks
 from tests.conftest import mp
 from tests.integration.conftest import by_host, node_ssh, variant, vault_password
 
@@ -70,10 +72,10 @@ def test_gpu_layer_converges(gpu_up):
 
 
 def test_module_built_by_dkms_for_the_installed_kernel(gpu_inventory, gpu_up):
-    kernels = ssh(gpu_inventory, "dpkg-query -W -f '${Package}\\n' 'linux-image-[0-9]*'").split()
-    assert kernels
-    for pkg in kernels:
-        kver = pkg.removeprefix("linux-image-")
+    out = ssh(gpu_inventory, "dpkg-query -W -f '${Package} ${db:Status-Status}\\n' 'linux-image-[0-9]*'")
+    kernels = [line.split()[0].removeprefix("linux-image-") for line in out.splitlines() if line.endswith(" installed")]
+    assert kernels, out
+    for kver in kernels:
         status = ssh(gpu_inventory, f"dkms status -k {kver}")
         assert "nvidia-current" in status and ": installed" in status, status
         assert ssh(gpu_inventory, f"modinfo -k {kver} -F version nvidia-current").startswith("535.")
@@ -117,14 +119,18 @@ def test_verify_passes_and_skips_the_gpu_present_checks(gpu_inventory, gpu_up):
     report = res.json()
     assert res.rc == 0, json.dumps([r for r in report["results"] if r["outcome"] != "passed"], indent=1)
     outcome = {r["check"]: r["outcome"] for r in report["results"]}
-    passed = {c for c, o in outcome.items() if o == "passed"}
-    assert any("module_built_for_every_installed_kernel" in c for c in passed), outcome
-    assert any("nouveau_blacklisted_in_every_initramfs" in c for c in passed), outcome
-    assert any("effective_config_systemd_cgroups" in c for c in passed), outcome
-    for gpu_only in ("nvidia_smi_lists_the_gpus", "no_uncorrected_ecc_errors", "loaded_module_is_installed_one",
-                     "nvidia_runtime_on_gpu_nodes"):
-        found = [o for c, o in outcome.items() if gpu_only in c]
-        assert found == ["skipped"], (gpu_only, found)
+
+    def check(fn) -> str:  # verify names a check by its docstring's first line
+        return outcome.get(fn.__doc__.strip().splitlines()[0], "not run")
+
+    for must_pass in (nd_checks.test_module_built_for_every_installed_kernel,
+                      nd_checks.test_nouveau_blacklisted_in_every_initramfs,
+                      nd_checks.test_driver_packages_in_pinned_branch, nd_checks.test_branch_pinned_by_apt_preferences,
+                      cd_checks.test_effective_config_systemd_cgroups_and_root, cd_checks.test_containerd_running):
+        assert check(must_pass) == "passed", (must_pass.__name__, outcome)
+    for gpu_only in (nd_checks.test_nvidia_smi_lists_the_gpus, nd_checks.test_no_uncorrected_ecc_errors,
+                     nd_checks.test_loaded_module_is_installed_one, cd_checks.test_nvidia_runtime_on_gpu_nodes):
+        assert check(gpu_only) == "skipped", (gpu_only.__name__, outcome)
 
 
 def test_facts_json_on_gpu_less_nodes(gpu_inventory, gpu_up):

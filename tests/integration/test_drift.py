@@ -294,7 +294,10 @@ def test_timer_on_a_management_node_fires_and_writes_its_result(site):
     data["all"]["vars"]["ansible_ssh_private_key_file"] = "/root/site/sandbox-key"
     files = {"/root/site/inventory.yml": yaml.dump(data, Dumper=InventoryDumper, sort_keys=False).encode(),
              "/root/site/vault-password": vault_password(site).read_bytes(), "/root/site/sandbox-key": key.read_bytes()}
-    files.update({p: Path(p).read_bytes() for p in data["all"]["vars"].get("base_extra_ca_certificates", [])})
+    cas = data["all"]["vars"].get("base_extra_ca_certificates", [])  # the admin machine's files, kept aside
+    files.update({f"/root/site/ca/{Path(p).name}": Path(p).read_bytes() for p in cas})
+    data["all"]["vars"]["base_extra_ca_certificates"] = [f"/root/site/ca/{Path(p).name}" for p in cas]
+    files["/root/site/inventory.yml"] = yaml.dump(data, Dumper=InventoryDumper, sort_keys=False).encode()
     for path, body in files.items():
         _ssh_stdin(site, "node1", f"mkdir -p {Path(path).parent} && cat > {path} && chmod 600 {path}", body)
 
@@ -319,3 +322,4 @@ def test_timer_on_a_management_node_fires_and_writes_its_result(site):
     gone = node_ssh(site, "node1", f"{mp_on_node1} --uninstall-timer; ls /etc/systemd/system/{unit}.* 2>&1",
                     check=False)
     assert "removed" in gone.stdout and "No such file" in gone.stdout, gone.stdout
+    node_ssh(site, "node1", "rm -rf /opt/mp /opt/mp-src /root/site")  # node1 back to a plain node

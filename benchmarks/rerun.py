@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -160,6 +161,8 @@ def main() -> int:
     parser.add_argument("--kind", choices=["container", "vm"], default="container")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
+    # SIGTERM (a timeout) unwinds like Ctrl-C: the running step is killed and the sandbox removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, {args.kind} sandbox, "
           f"median of {args.repeat}", flush=True)
     for nodes in args.nodes:

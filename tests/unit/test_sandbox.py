@@ -133,3 +133,19 @@ def test_sandbox_modules_import_no_circle() -> None:
         imported = {n.module.rsplit(".", 1)[-1] for n in ast.walk(tree)
                     if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("mlops_provision.sandbox")}
         assert not imported & {"core", "containers", "vms"}, (name, imported)
+
+
+def test_container_nodes_need_inotify_instances(tmp_path: Path) -> None:
+    """Past fs.inotify.max_user_instances a node's systemd never boots: refused up front (exit 2)
+    with the sysctl to raise, never a node that hangs."""
+    import pytest
+
+    from mlops_provision.sandbox import SandboxBadInput, containers
+
+    backend = containers.ContainerBackend(tmp_path, tmp_path / "key.pub")
+    limit = int(containers.INOTIFY_LIMIT.read_text())
+    fits = (limit - containers.INOTIFY_HEADROOM) // containers.INOTIFY_PER_NODE
+    backend.check_host(min(fits, 3))
+    with pytest.raises(SandboxBadInput) as err:
+        backend.check_host(fits + 1)
+    assert "fs.inotify.max_user_instances" in err.value.hint and err.value.exit_code == 2

@@ -67,6 +67,10 @@ class Backend(ABC):
         """Directories of other sandboxes that block this one (shared network), if any."""
         return set()
 
+    def check_host(self, nodes: int) -> None:
+        """Raise SandboxBadInput if this machine cannot run ``nodes`` nodes of this kind."""
+        return None  # nothing to check unless a kind says so
+
     def site_vars(self, state: State, vault_password: Path) -> dict:
         """Inventory variables (group all) that follow from how this kind wires its nodes."""
         return {"mlops_admin_cidrs": [f"{self.private_prefix}.0/24"]}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 from mlops_provision.sandbox.backend import Backend, Log
-from mlops_provision.sandbox.errors import SandboxError
+from mlops_provision.sandbox.errors import SandboxBadInput, SandboxError
 from mlops_provision.sandbox.image import Image, ensure_container_image
 from mlops_provision.sandbox.model import Node, State
 
@@ -14,6 +15,16 @@ NETWORK = "mlops-sandbox"
 SUBNET = "10.213.7.0/24"
 PREFIX = "mlops-sandbox-"
 LABEL = "mlops-provision.sandbox"
+#: inotify instances one idle node's systemd, journald and logind hold (measured: 6). All nodes
+#: count against this machine's root user, whose limit is fs.inotify.max_user_instances (often
+#: 128): past it, a node's systemd never finishes booting ("Too many open files").
+INOTIFY_PER_NODE = 6
+INOTIFY_HEADROOM = 8  # for this machine's own processes
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def inotify_needed(nodes: int) -> int:
+    return INOTIFY_PER_NODE * nodes + INOTIFY_HEADROOM
 
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -41,6 +52,19 @@ class ContainerBackend(Backend):
 
     def ensure_image(self, image: Image, log: Log) -> None:
         ensure_container_image(image, log)
+
+    def check_host(self, nodes: int) -> None:
+        try:
+            limit = int(INOTIFY_LIMIT.read_text())
+        except (OSError, ValueError):
+            return
+        needed = inotify_needed(nodes)
+        if needed > limit:
+            most = max(0, (limit - INOTIFY_HEADROOM) // INOTIFY_PER_NODE)
+            raise SandboxBadInput(
+                f"--nodes {nodes}: this machine allows {limit} inotify instances per user "
+                f"(fs.inotify.max_user_instances), enough for {most} container nodes; {nodes} need about {needed}",
+                hint="raise it first: sysctl -w fs.inotify.max_user_instances=1024 (keep it in /etc/sysctl.d/)")
 
     def name(self, node: Node) -> str:
         return container_name(self.dir, node)

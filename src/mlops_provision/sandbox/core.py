@@ -129,6 +129,7 @@ class Sandbox:
             raise SandboxBadInput(f"--nodes {nodes}: a {kind} sandbox has at most {backend.max_nodes} nodes",
                                   hint=f"({backend.max_nodes_reason})")
         _require_host_packages(kind)
+        backend.check_host(nodes)
         current = self.state()
         if current and (current.kind != kind or len(current.nodes) != nodes):
             raise SandboxBadInput(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,23 @@ def _up(inv, *extra, timeout=900):
 
 
 @pytest.fixture(scope="module")
+def box(container_inventory):
+    """The sandbox's own inventory: node_ssh finds the sandbox from it (not from the variant)."""
+    return container_inventory
+
+
+def changed_tasks(summary: dict) -> list[str]:
+    """The tasks that reported a change in a run (from its record), for failure messages."""
+    found = []
+    for path in sorted(Path(summary["run_dir"]).glob("artifacts/ansible/job_events/*.json")):
+        event = json.loads(path.read_text())
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_ok" and (data.get("res") or {}).get("changed"):
+            found.append(f"{data.get('task')}: {json.dumps((data.get('res') or {}).get('diff', ''))[:400]}")
+    return found
+
+
+@pytest.fixture(scope="module")
 def gpu_up(gpu_inventory) -> dict:
     """The first converge of the GPU layer on node3 (DKMS builds the module: minutes)."""
     res = _up(gpu_inventory, timeout=2400)
@@ -61,8 +79,8 @@ def gpu_up(gpu_inventory) -> dict:
     return summary
 
 
-def ssh(inv, command: str) -> str:
-    return node_ssh(inv, GPU_NODE, command).stdout
+def ssh(box_inventory, command: str) -> str:
+    return node_ssh(box_inventory, GPU_NODE, command).stdout
 
 
 def test_gpu_layer_converges(gpu_up):
@@ -71,45 +89,45 @@ def test_gpu_layer_converges(gpu_up):
     print(f"\n[figure] GPU layer first converge on a container: {gpu_up['wall_s']:.0f}s")
 
 
-def test_module_built_by_dkms_for_the_installed_kernel(gpu_inventory, gpu_up):
-    out = ssh(gpu_inventory, "dpkg-query -W -f '${Package} ${db:Status-Status}\\n' 'linux-image-[0-9]*'")
+def test_module_built_by_dkms_for_the_installed_kernel(box, gpu_inventory, gpu_up):
+    out = ssh(box, "dpkg-query -W -f '${Package} ${db:Status-Status}\\n' 'linux-image-[0-9]*'")
     kernels = [line.split()[0].removeprefix("linux-image-") for line in out.splitlines() if line.endswith(" installed")]
     assert kernels, out
     for kver in kernels:
-        status = ssh(gpu_inventory, f"dkms status -k {kver}")
+        status = ssh(box, f"dkms status -k {kver}")
         assert "nvidia-current" in status and ": installed" in status, status
-        assert ssh(gpu_inventory, f"modinfo -k {kver} -F version nvidia-current").startswith("535.")
+        assert ssh(box, f"modinfo -k {kver} -F version nvidia-current").startswith("535.")
 
 
-def test_nouveau_blacklist_in_initramfs(gpu_inventory, gpu_up):
-    listing = ssh(gpu_inventory, "for f in /boot/initrd.img-*; do echo \"== $f\"; "
+def test_nouveau_blacklist_in_initramfs(box, gpu_inventory, gpu_up):
+    listing = ssh(box, "for f in /boot/initrd.img-*; do echo \"== $f\"; "
                                  "lsinitramfs $f | grep modprobe.d/; done")
     assert "== /boot/initrd.img-" in listing
     blocks = [b for b in listing.split("== ") if b.strip()]
     assert all("etc/modprobe.d/mlops-provision-nouveau.conf" in b for b in blocks), listing
 
 
-def test_containerd_dropin_merge_keeps_ours_and_a_third_partys(gpu_inventory, gpu_up):
-    node_ssh(gpu_inventory, GPU_NODE, f"cat > {THIRD_PARTY} <<'EOF'\n{THIRD_PARTY_TOML}EOF")
-    dump = ssh(gpu_inventory, "containerd config dump")
+def test_containerd_dropin_merge_keeps_ours_and_a_third_partys(box, gpu_inventory, gpu_up):
+    node_ssh(box, GPU_NODE, f"cat > {THIRD_PARTY} <<'EOF'\n{THIRD_PARTY_TOML}EOF")
+    dump = ssh(box, "containerd config dump")
     assert 'path = "/opt/third-party-tool"' in dump
     runc = dump.split('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]', 1)[1]
     assert "SystemdCgroup = true" in runc.split("[", 1)[0]
 
 
-def test_second_up_changes_nothing_and_leaves_the_third_party_dropin(gpu_inventory, gpu_up):
-    before = ssh(gpu_inventory, f"sha256sum {THIRD_PARTY} /etc/containerd/config.toml")
+def test_second_up_changes_nothing_and_leaves_the_third_party_dropin(box, gpu_inventory, gpu_up):
+    before = ssh(box, f"sha256sum {THIRD_PARTY} /etc/containerd/config.toml")
     res = _up(gpu_inventory)
     assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert by_host(res.json())[GPU_NODE]["changed"] == 0, res.json()
-    assert ssh(gpu_inventory, f"sha256sum {THIRD_PARTY} /etc/containerd/config.toml") == before
+    assert by_host(res.json())[GPU_NODE]["changed"] == 0, changed_tasks(res.json())
+    assert ssh(box, f"sha256sum {THIRD_PARTY} /etc/containerd/config.toml") == before
     print(f"\n[figure] GPU layer no-op re-run on a container: {res.seconds:.0f}s")
 
 
 def test_check_mode_reports_no_change(gpu_inventory, gpu_up):
     res = _up(gpu_inventory, "--check")
+    assert by_host(res.json())[GPU_NODE]["changed"] == 0, changed_tasks(res.json())
     assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert by_host(res.json())[GPU_NODE]["changed"] == 0
 
 
 def test_verify_passes_and_skips_the_gpu_present_checks(gpu_inventory, gpu_up):

@@ -141,17 +141,22 @@ def test_effective_sudo_rules(host, node):
 
     # sudo reads /etc/sudoers and the files of its includedir whose names have no '.' and do not end in '~'.
     text = host.check_output(
-        "cat /etc/sudoers; for f in /etc/sudoers.d/*; do case ${f##*/} in *.*|*~) ;; *) "
-        "[ -f \"$f\" ] && cat \"$f\";; esac; done")
+        "echo '### /etc/sudoers'; cat /etc/sudoers; for f in /etc/sudoers.d/*; do case ${f##*/} in *.*|*~) ;; *) "
+        "[ -f \"$f\" ] && echo \"### $f\" && cat \"$f\";; esac; done; true")
     allowed = {"root", "%sudo", f"%{node['base_admin_group']}"}
-    grants = []
+    ours = f"{node['base_os_sudoers_dir']}/mlops-provision"
+    grants, where = [], "/etc/sudoers"
     for line in text.replace("\\\n", " ").splitlines():
+        if line.startswith("### "):
+            where = line[4:]
+            continue
         line = line.split("#", 1)[0].strip() if not line.lstrip().startswith(("#include", "@include")) else ""
         if not line or line.startswith(("Defaults", "User_Alias", "Runas_Alias", "Host_Alias", "Cmnd_Alias")):
             continue
         if "=" in line and line.split()[0] not in allowed:
-            grants.append(line)
-    assert not grants, f"sudo rules for others: {grants} {unmanaged('remove the rule(s) by hand')}"
+            grants.append((where, line))
+    hint = unmanaged("remove the rule(s) by hand") if any(w != ours for w, _ in grants) else ""
+    assert not grants, f"sudo rules for others (file, rule): {grants} {hint}".rstrip()
 
 
 def test_trusted_cas(host, node):
@@ -191,7 +196,14 @@ def test_platform_names_resolve(host, node):
     got = {line.split()[0]: (line.split()[1:2] or ["unresolved"])[0]
            for line in out.stdout.splitlines() if line.strip()}
     wrong = {n: (got.get(n), a) for n, a in node.nodes.items() if got.get(n) != a}
-    assert not wrong, f"getent hosts (got, expected): {wrong}"
+    text = host.file("/etc/hosts").content_string
+    block = text.partition("# BEGIN mlops-provision nodes")[2].partition("# END mlops-provision nodes")[0]
+    ours_intact = all(f"{a} {n}" in block for n, a in node.nodes.items())
+    from mlops_provision.checks.unmanaged import unmanaged
+
+    outside = unmanaged("an entry outside the mlops-provision block of /etc/hosts (or nsswitch/DNS) "
+                        "answers first: remove it by hand") if ours_intact else ""
+    assert not wrong, f"getent hosts (got, expected): {wrong} {outside}".rstrip()
 
 
 def test_pip_index_pinned(host, node):
@@ -207,4 +219,6 @@ def test_pip_index_pinned(host, node):
     wanted = {"index-url": node["base_pip_index_url"]} if node["base_pip_index_url"] else {}
     extra = {k: v for k, v in keys.items() if k not in ("index-url", "trusted-host") or
              (k == "index-url" and v[1].strip() != wanted.get("index-url"))}
-    assert not extra, f"pip package index settings not from the inventory: {extra} {unmanaged('remove them by hand')}"
+    # /etc/pip.conf is ours (up rewrites it); a setting in another pip file is not.
+    hint = unmanaged("remove them by hand") if any(v[0] != "/etc/pip.conf" for v in extra.values()) else ""
+    assert not extra, f"pip package index settings not from the inventory: {extra} {hint}".rstrip()

@@ -17,7 +17,6 @@ behind that a finished run would not:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import sys
@@ -32,14 +31,16 @@ import ansible_runner
 
 from mlops_provision import paths
 from mlops_provision.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+from mlops_provision.records import OWNER, new_run_dir, private_dir, seal, seal_abandoned
+from mlops_provision.records import drop_recorded_env as _drop_recorded_env
 from mlops_provision.secrets import Scrubber
 
 if TYPE_CHECKING:
     from mlops_provision.site import Site as Inventory
 
 # Exit codes of `up` (and of every command that converges hosts): mlops_provision.errors.
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "RunSummary", "RunTracker",
-           "run_playbook"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "OWNER", "RunSummary", "RunTracker",
+           "new_run_dir", "run_playbook", "seal_abandoned"]
 
 
 @dataclass
@@ -186,40 +187,6 @@ def hosts_matching(inventory: Inventory, limit: str | None) -> list[str]:
     return inventory.matching(limit)
 
 
-def _private_dir(path: Path) -> None:
-    """Create ``path`` (and missing parents) mode 0700; an existing one is made 0700."""
-    old = os.umask(0o077)
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o700)
-
-
-def new_run_dir(inventory: Path, verb: str) -> Path:
-    """A new run record directory, private (0700) before anything is written into it."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    runs = paths.site_state_dir(inventory) / "runs"
-    _private_dir(runs)
-    run_dir = runs / f"{stamp}-{verb}"
-    _private_dir(run_dir)
-    _private_dir(run_dir / "runner")
-    (run_dir / OWNER).write_text(f"{os.getpid()}\n")
-    return run_dir
-
-
-#: The pid of the process running a record's run; gone once the run is sealed.
-OWNER = "owner.pid"
-
-
-def _running(run_dir: Path) -> bool:
-    try:
-        os.kill(int((run_dir / OWNER).read_text().strip()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 #: What ansible-playbook inherits from the admin's environment (besides ansible_env()): what a
 #: login shell needs, the locale, the SSH agent, and ANSIBLE_*/MLOPS_* settings whose names do not
 #: look secret. Nothing else reaches it, or ansible-runner's record of it.
@@ -234,22 +201,6 @@ def child_env(environ: dict[str, str], ours: dict[str, str]) -> dict[str, str]:
     keep = {k: v for k, v in environ.items()
             if k in CHILD_ENV_NAMES or (k.startswith(CHILD_ENV_PREFIXES) and not SECRET_NAME.search(k))}
     return {**keep, **ours}
-
-
-def _drop_recorded_env(artifact_dir: Path) -> None:
-    """Remove the environment from ansible-runner's ``command`` record, if it is there."""
-    command = artifact_dir / "command"
-    try:
-        data = json.loads(command.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(data, dict) and "env" in data:
-        data.pop("env")
-        tmp = command.with_name(".command.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, command)
 
 
 def ansible_env(vault_password_file: Path | None = None) -> dict[str, str]:
@@ -304,7 +255,7 @@ def run_playbook(
 
     seal_abandoned(run_dir.parent, scrubber)
     t0 = time.monotonic()
-    _private_dir(artifact_dir)
+    private_dir(artifact_dir)
     runner = ansible_runner.interface.init_runner(
         private_data_dir=str(run_dir / "runner"),
         artifact_dir=str(artifact_dir),
@@ -334,7 +285,7 @@ def run_playbook(
             runner.run()
         except BaseException:  # Ctrl-C, SIGTERM, a crash: stop ansible-playbook, seal, go on failing
             _stop_playbook(tracker.pid)
-            _seal(run_dir, None, scrubber)
+            seal(run_dir, None, scrubber)
             raise
     result = runner
     summary.duration_s = round(time.monotonic() - t0, 1)
@@ -351,7 +302,7 @@ def run_playbook(
     summary.exit_code = exit_code_for(summary.hosts, result.rc)
     if check and summary.exit_code == EXIT_OK and any(h.changed for h in summary.hosts):
         summary.exit_code = EXIT_DRIFT  # check mode: changes are pending
-    _seal(run_dir, summary, scrubber)
+    seal(run_dir, summary, scrubber)
     return summary
 
 
@@ -396,44 +347,3 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _events_stdout(artifact_dir: Path) -> str:
-    """The run's stdout, rebuilt from its (scrubbed) events in order."""
-    events = []
-    for path in artifact_dir.glob("job_events/*.json"):
-        if "-partial" in path.name:
-            continue
-        try:
-            event = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        events.append((event.get("counter", 0), event.get("stdout", "")))
-    return "\n".join(text for _, text in sorted(events) if text) + "\n"
-
-
-def _seal(run_dir: Path, summary: RunSummary | None, scrubber: Scrubber) -> None:
-    """Finish a run record: no environment, no partial events, stdout from the scrubbed
-    events, summary.json (if the run returned), every known secret scrubbed, mode 0700."""
-    os.chmod(run_dir, 0o700)
-    artifact_dir = run_dir / "artifacts" / "ansible"
-    _drop_recorded_env(artifact_dir)
-    for partial in artifact_dir.glob("job_events/*-partial.json*"):  # raw, unscrubbed: never merged
-        partial.unlink(missing_ok=True)
-    if artifact_dir.is_dir():
-        (artifact_dir / "stdout").write_text(_events_stdout(artifact_dir))
-        (artifact_dir / "stdout").chmod(0o600)
-    if summary is not None:
-        (run_dir / "summary.json").write_text(json.dumps(scrubber.data(summary.to_dict()), indent=2))
-    scrubber.tree(run_dir)
-    (run_dir / OWNER).unlink(missing_ok=True)
-
-
-def seal_abandoned(runs: Path, scrubber: Scrubber) -> list[Path]:
-    """Seal the records of earlier runs that never returned (no summary.json: killed hard);
-    they keep no summary. Returns the directories sealed."""
-    sealed = []
-    for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
-        if run_dir.is_dir() and (run_dir / OWNER).exists() and not _running(run_dir):
-            _seal(run_dir, None, scrubber)
-            (run_dir / "ABANDONED").write_text("this run never returned (killed); sealed by a later run\n")
-            sealed.append(run_dir)
-    return sealed

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from mlops_provision import paths
 from mlops_provision.drift.model import DriftReport, exit_code, merge, pending_changes
-from mlops_provision.runner import RunSummary, _private_dir, run_playbook
+from mlops_provision.records import private_dir
+from mlops_provision.runner import RunSummary, run_playbook
 from mlops_provision.secrets import Scrubber
 from mlops_provision.site import Site
 from mlops_provision.verify import VerifyReport, run_checks
@@ -69,9 +70,9 @@ def save_verify_record(site: Site, report: VerifyReport) -> Path:
     """`verify`'s record: ``runs/<stamp>-verify/summary.json`` (private, secrets scrubbed)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     runs = paths.site_state_dir(site.path) / "runs"
-    _private_dir(runs)
+    private_dir(runs)
     run_dir = runs / f"{stamp}-verify"
-    _private_dir(run_dir)
+    private_dir(run_dir)
     data = {"verb": "verify", **report.to_dict()}
     _write_private(run_dir / "summary.json", json.dumps(Scrubber(site.secrets()).data(data), indent=2))
     return run_dir

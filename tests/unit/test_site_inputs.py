@@ -132,3 +132,12 @@ def test_sandbox_uses_the_one_secret_table() -> None:
     from mlops_provision.sandbox import site_inventory
 
     assert site_inventory.GROUP_SECRETS is GROUP_SECRETS
+
+
+def test_list_items_may_leave_optional_sub_options_out(tmp_path: Path) -> None:
+    """An item of a list-of-dicts option that leaves out an optional sub-option with choices
+    (disk_encryption_volumes[].fstype) is valid, as it is to the role; a wrong choice is not."""
+    volume = "---\ndisk_encryption_volumes:\n  - {name: data, device: /dev/vdb, mountpoint: /srv/mlops%s}\n"
+    load(write(tmp_path / "ok", {"hosts.yml": HOSTS, "group_vars/all.yml": volume % ""}))
+    found = problems(write(tmp_path / "bad", {"hosts.yml": HOSTS, "group_vars/all.yml": volume % ", fstype: btrfs"}))
+    assert [p.key for p in found] == ["disk_encryption_volumes[0].fstype"], found

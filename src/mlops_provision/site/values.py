@@ -248,7 +248,8 @@ def check(value: Any, spec: dict[str, Any], hide: bool, path: str = "") -> list[
             if msg:
                 out.append((f"{path}[{i}]", msg))
     elif typ == "list" and spec.get("options"):
-        for i, item in enumerate(converted or []):
+        # The items as written: Ansible's converted ones carry every absent sub-option as None.
+        for i, item in enumerate(value if isinstance(value, list) else converted or []):
             out += check(item, {"type": "dict", "options": spec["options"]}, hide, f"{path}[{i}]")
     elif spec.get("format"):
         msg = format_error(spec["format"], converted, hide)

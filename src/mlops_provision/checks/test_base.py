@@ -190,14 +190,7 @@ def test_platform_names_resolve(host, node):
     """the platform's node names resolve to their inventory addresses"""
     if not node["base_manage_etc_hosts"]:
         pytest.skip("base_manage_etc_hosts is false")
-    import ipaddress
-
-    def is_ip(address: str) -> bool:
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return True
+    from mlops_provision.site.values import is_ip
 
     # Nodes reached by name only (no ansible_host or mlops_node_address, e.g. Molecule's podman
     # connection) have no address to resolve to.

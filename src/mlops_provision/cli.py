@@ -64,8 +64,11 @@ class _Main(click.Group):
     def invoke(self, ctx: click.Context):
         import os
 
+        from mlops_provision.sshmux import command_connections
+
         try:
-            return super().invoke(ctx)
+            with command_connections():
+                return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except (Exception, KeyboardInterrupt) as exc:

@@ -56,9 +56,8 @@ Type=oneshot
 WorkingDirectory={state.parent}
 Environment=MLOPS_PROVISION_HOME={paths.project_root()}
 Environment=HOME=%h LANG=C.UTF-8
-# SSH masters outlive the run by ControlPersist (ansible.cfg: 120s) in the unit's cgroup; kept
-# shorter than TimeoutStopSec so the oneshot run ends clean rather than with Result=timeout.
-Environment="ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=20s -o ServerAliveInterval=15"
+# drift closes its SSH masters as it ends (mlops_provision.sshmux): nothing outlives the run in
+# the unit's cgroup.
 TimeoutStopSec=120s
 ExecStart=/bin/sh -c {shlex.quote(shlex.join(cmd) + ' > ' + shlex.quote(str(state / 'drift.json')))}
 SuccessExitStatus=4

@@ -45,3 +45,11 @@ def command_connections() -> Iterator[Path | None]:
         os.environ.pop(ENV, None)
         close_masters(control_dir)
         shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def mux_config(control_dir: Path) -> str:
+    """An ``ssh -F`` file that gives every host one master connection in ``control_dir``, then
+    reads the admin's own and the system's SSH configuration (jump hosts, keys) as usual."""
+    return (f"# mlops-provision: one SSH master per host, closed when the command ends\n"
+            f"ControlMaster auto\nControlPath {control_dir}/%C\nControlPersist 120s\n"
+            f"Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n")

@@ -19,6 +19,7 @@ from mlops_provision import paths
 from mlops_provision.runner import ansible_env, hosts_matching
 from mlops_provision.secrets import Scrubber
 from mlops_provision.site import Site as Inventory
+from mlops_provision.sshmux import close_masters, mux_config
 
 
 @dataclass
@@ -88,7 +89,13 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mlops-verify-") as tmp:
         checks = paths.checks_dir()
-        env = {**os.environ, **ansible_env(vault_password_file),
+        # testinfra opens a new SSH connection per command unless told where masters live: one
+        # master per host for all its checks (a handshake per command costs most under emulation).
+        control_dir = Path(tmp) / "cp"
+        control_dir.mkdir()
+        ssh_config = Path(tmp) / "ssh_config"
+        ssh_config.write_text(mux_config(control_dir))
+        env = {**os.environ, **ansible_env(vault_password_file), "MLOPS_SSH_CONFIG": str(ssh_config),
                "MLOPS_INVENTORY": str(inventory.path.resolve()), "PYTHONDONTWRITEBYTECODE": "1",
                "MLOPS_LYNIS_MIN_INDEX": str(lynis_min_index), "MLOPS_COMPLIANCE": "1" if compliance else "0"}
         procs = []
@@ -99,7 +106,7 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
                 "-p", "no:cacheprovider", "-p", "mlops_provision.verify_plugin",
                 f"--mlops-results={results_file}", "-q", "--no-header", "--tb=short",
                 "--hosts=" + ",".join(f"ansible://{h}" for h in batch),
-                f"--ansible-inventory={inventory.path.resolve()}",
+                f"--ansible-inventory={inventory.path.resolve()}", f"--ssh-config={ssh_config}",
             ]
             if select:
                 cmd += ["-k", select]
@@ -112,6 +119,7 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
             out, _ = proc.communicate()
             outputs.append(out)
             rcs.append(proc.returncode)
+        close_masters(control_dir)
         # 0 all passed, 1 some failed; anything else (usage error, nothing collected) wins.
         report.pytest_rc = next((rc for rc in rcs if rc not in (0, 1)), max(rcs))
         scrub = Scrubber(inventory.secrets())

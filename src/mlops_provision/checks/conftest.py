@@ -118,4 +118,5 @@ def peer_host(node: Node):
     others = [n for n in sorted(node.nodes) if n != node.name]
     if not inventory or not others:
         return None
-    return testinfra.get_host(f"ansible://{others[0]}", ansible_inventory=inventory)
+    return testinfra.get_host(f"ansible://{others[0]}", ansible_inventory=inventory,
+                              ssh_config=os.environ.get("MLOPS_SSH_CONFIG"))

@@ -24,7 +24,7 @@ from mlops_provision import paths
 from mlops_provision.sandbox import Sandbox
 from mlops_provision.sandbox.core import InventoryDumper, InventoryLoader
 from tests.conftest import ROOT, mp
-from tests.integration.conftest import node_ssh, vault_password
+from tests.integration.conftest import node_ssh, variant, vault_password
 
 pytestmark = pytest.mark.integration
 NODES = ["node1", "node2", "node3"]
@@ -237,6 +237,36 @@ def test_up_repairs_what_it_manages_and_the_rest_stays_reported(site, outdir, in
     left = [d for d in DRIFTS if any(_matches(i, d.key) for i in _items(report, d.host, d.role))]
     assert sorted((d.host, d.key) for d in left) == sorted((d.host, d.key) for d in DRIFTS if not d.managed)
     assert all("not managed by `up`" in i["hint"] for i in items)
+
+
+PURGE = ("base_purge_unmanaged", "os_hardening_purge_unmanaged", "postgresql_purge_unmanaged",
+         "mlflow_purge_unmanaged")
+
+
+def test_purge_switch_lets_up_remove_the_files_nobody_manages(site, outdir, injected):
+    """With the roles' <role>_purge_unmanaged on, drift calls node1's strange files repairable and
+    `up` removes them; what is not a file in a directory a role owns (the /etc/hosts line) stays."""
+    purging = variant(site, "purge", lambda data: data["all"]["vars"].update(dict.fromkeys(PURGE, True)))
+    password = vault_password(site)
+    files = [d for d in DRIFTS if d.host == "node1" and not d.managed and d.key != "getent hosts"]
+    assert len(files) == 5, files
+    res = mp("drift", "-i", purging, "--vault-password-file", password, "--limit", "node1", "--output", "json",
+             timeout=1800)
+    assert res.rc == 4, res.stdout[-3000:] + res.stderr[-3000:]
+    items = res.json()["hosts"][0]["items"]
+    for d in files:
+        found = [i for i in items if i["role"] == d.role and _matches(i, d.key) and i["kind"] == "check"]
+        assert found and all(i["repairable"] for i in found), (d.key, found)
+    hosts_line = [i for i in items if _matches(i, "getent hosts")]
+    assert hosts_line and not any(i["repairable"] for i in hosts_line), hosts_line
+    up = mp("up", "-i", purging, "--vault-password-file", password, "--limit", "node1", "--output", "json",
+            timeout=1800)
+    assert up.rc == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    paths = ["/etc/apt/sources.list.d/evil.sources", "/etc/ssh/sshd_config.d/zz-evil.conf",
+             "/etc/sysctl.d/90-evil.conf", f"{PG}/conf.d/zz-evil.conf", "/etc/nginx/conf.d/zz-evil.conf"]
+    left = node_ssh(site, "node1", "ls " + " ".join(paths) + " 2>/dev/null; grep -c '^192.0.2.66 node2$' /etc/hosts",
+                    check=False).stdout.split()
+    assert left == ["1"], left  # every file gone, the /etc/hosts line still there
 
 
 def test_removed_by_hand_the_nodes_are_clean_again(site, outdir):

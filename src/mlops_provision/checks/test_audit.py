@@ -73,4 +73,5 @@ def test_rules_d_only_ours(host, kernel_node):
     found = strangers(host, "/etc/audit/rules.d", prefix="",
                       ours={kernel_node["audit_rules_file"].rsplit("/", 1)[1],
                             kernel_node["audit_immutable_file"].rsplit("/", 1)[1]})
-    assert not found, stranger_message("/etc/audit/rules.d", found)
+    assert not found, stranger_message("/etc/audit/rules.d", found, "audit_purge_unmanaged",
+                                        kernel_node["audit_purge_unmanaged"])

@@ -132,7 +132,8 @@ def test_sudoers_d_only_ours(host, node):
     from mlops_provision.checks.unmanaged import stranger_message, strangers
 
     found = strangers(host, node["base_os_sudoers_dir"], ours={"mlops-provision"})
-    assert not found, stranger_message(node["base_os_sudoers_dir"], found)
+    assert not found, stranger_message(node["base_os_sudoers_dir"], found, "base_purge_unmanaged",
+                                        node["base_purge_unmanaged"])
 
 
 def test_effective_sudo_rules(host, node):
@@ -166,7 +167,7 @@ def test_trusted_cas(host, node):
     local = "/usr/local/share/ca-certificates"
     ours_dir = node["base_os_ca_dir"].removeprefix(local + "/")
     found = strangers(host, local, prefix=ours_dir + "/", recurse=True)
-    assert not found, stranger_message(local, found)
+    assert not found, stranger_message(local, found, "base_purge_unmanaged", node["base_purge_unmanaged"])
     # The bundle is what update-ca-certificates builds: the enabled certificates of
     # /etc/ca-certificates.conf plus every .crt under /usr/local/share/ca-certificates.
     counts = host.check_output(
@@ -183,7 +184,8 @@ def test_apt_sources_d_only_ours(host, node):
 
     distro = set() if node["base_apt_mirror"] else {"debian.sources"}
     found = strangers(host, "/etc/apt/sources.list.d", extra=distro)
-    assert not found, stranger_message("/etc/apt/sources.list.d", found)
+    assert not found, stranger_message("/etc/apt/sources.list.d", found, "base_purge_unmanaged",
+                                        node["base_purge_unmanaged"])
 
 
 def test_platform_names_resolve(host, node):

@@ -77,7 +77,8 @@ def test_no_foreign_ruleset(host, kernel_node):
 
     table = _table(kernel_node)
     found = strangers(host, "/etc/nftables.d", ours={f"{table}.nft"})
-    assert not found, stranger_message("/etc/nftables.d", found)
+    assert not found, stranger_message("/etc/nftables.d", found, "firewall_purge_unmanaged",
+                                        kernel_node["firewall_purge_unmanaged"])
     data = json.loads(host.check_output("nft -j list tables"))
     tables = [f"{t['table']['family']} {t['table']['name']}" for t in data["nftables"] if "table" in t]
     foreign = [t for t in tables if t != f"inet {table}"]

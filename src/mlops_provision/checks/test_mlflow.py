@@ -245,7 +245,7 @@ def test_nginx_dropins_only_ours(host, server, directory):
     found = strangers(host, directory, ours={Path(server["mlflow_os_nginx_site"]).name})
     removed_by_up = [f for f in found if f in server["mlflow_os_nginx_default_sites"]]  # the role removes these
     assert not removed_by_up, f"the distribution's default site is enabled: {removed_by_up}"
-    assert not found, stranger_message(directory, found)
+    assert not found, stranger_message(directory, found, "mlflow_purge_unmanaged", server["mlflow_purge_unmanaged"])
 
 
 def test_nginx_effective_tls(host, server):

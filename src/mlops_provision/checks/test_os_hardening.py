@@ -168,7 +168,8 @@ def test_dropin_dirs_only_ours(host, node, directory):
     from mlops_provision.checks.unmanaged import stranger_message, strangers
 
     found = strangers(host, directory, extra={"99-zz-mlops-provision.conf"})
-    assert not found, stranger_message(directory, found)
+    assert not found, stranger_message(directory, found, "os_hardening_purge_unmanaged",
+                                        node["os_hardening_purge_unmanaged"])
 
 
 def test_login_banner(host, node):

@@ -85,7 +85,7 @@ def test_conf_d_only_ours(host, pg):
 
     directory = f"/etc/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}/conf.d"
     found = strangers(host, directory, ours={"60-mlops-provision.conf"})
-    assert not found, stranger_message(directory, found)
+    assert not found, stranger_message(directory, found, "postgresql_purge_unmanaged", pg["postgresql_purge_unmanaged"])
 
 
 def test_settings_come_from_our_files(host, pg):

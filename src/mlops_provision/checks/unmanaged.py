@@ -4,8 +4,9 @@ directories a role owns, and how a check says that `up` will not repair what it 
 A file in a role's directory is *ours* when its name is one the role writes; it is the
 *distribution's* when a Debian package owns it (``dpkg-query -S``) or it is a name the
 distribution installs by other means (``extra``). Anything else was put there by someone else:
-drift that `up` does not remove (``<role>_purge_unmanaged`` decides that, where a role offers
-it). `drift` reads :data:`MARK` in a failed check's message to tell such findings apart.
+drift that `up` leaves unless the role's ``<role>_purge_unmanaged`` is on (then the role removes
+it with the project's ``mlops_unmanaged`` module, library/). `drift` reads :data:`MARK` in a failed
+check's message to tell such findings apart.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def strangers(host, directory: str, ours: set[str] | None = None, prefix: str = 
     return sorted(p for p in full if p not in packaged)
 
 
-def stranger_message(directory: str, files: list[str], purge_var: str | None = None) -> str:
-    """The failure message for files found next to ours, with the marker and what to do."""
-    hint = REMOVE_HINT
-    if purge_var:
-        hint = f"remove them by hand, or set {purge_var}: true and run up to remove them"
-    return f"not written by mlops-provision nor a package, in {directory}: {', '.join(files)} {unmanaged(hint)}"
+def stranger_message(directory: str, files: list[str], purge_var: str, purging: bool) -> str:
+    """The failure message for files found next to ours. With the role's ``purge_var`` on, `up`
+    removes them (a repairable drift); otherwise it carries the marker and what to do."""
+    found = f"not written by mlops-provision nor a package, in {directory}: {', '.join(files)}"
+    if purging:
+        return f"{found} (`up` removes them: {purge_var} is on)"
+    return f"{found} {unmanaged(f'remove them by hand, or set {purge_var}: true and run up to remove them')}"

@@ -382,6 +382,16 @@ def test_example_site_is_valid() -> None:
     assert "vault_mlflow_db_password" not in inv.hostvars("gpu1")
 
 
+def test_role_vars_resolve_templates_of_os_vars_files() -> None:
+    """What the checks read: a role's vars/Debian.yml value with a template (PostgreSQL's config
+    directory names the cluster) is resolved as include_vars resolves it, and so is a vars/main.yml
+    value built on it."""
+    inv = load(EXAMPLE, vault_password_file=EXAMPLE_VAULT)
+    seen = inv.role_vars("cp1", facts={"distribution": "Debian", "os_family": "Debian"})
+    assert seen["postgresql_os_config_dir"] == f"/etc/postgresql/15/{seen['postgresql_cluster_name']}"
+    assert seen["postgresql_conf_file"] == f"{seen['postgresql_os_config_dir']}/conf.d/60-mlops-provision.conf"
+
+
 def test_example_uses_documentation_addresses() -> None:
     import ipaddress
 

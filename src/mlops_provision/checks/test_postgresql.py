@@ -14,7 +14,7 @@ def pg(node):
 
 
 def _service(pg) -> str:
-    return pg["postgresql_os_service"].replace("{{ postgresql_cluster_name }}", pg["postgresql_cluster_name"])
+    return pg["postgresql_os_service"]
 
 
 def _data_dir(pg) -> str:
@@ -64,7 +64,7 @@ def test_waits_for_its_volume(host, pg):
 
 def test_no_passwordless_network_access(host, pg):
     """pg_hba.conf: no trust, network logins by SCRAM only"""
-    conf = host.file(f"/etc/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}/pg_hba.conf")
+    conf = host.file(f"{pg['postgresql_os_config_dir']}/pg_hba.conf")
     rules = [line.split() for line in conf.content_string.splitlines() if line.strip() and not line.startswith("#")]
     assert rules, "pg_hba.conf has no rules"
     assert not [r for r in rules if r[-1] in ("trust", "password", "md5")], f"weak rules: {rules}"
@@ -83,8 +83,8 @@ def test_conf_d_only_ours(host, pg):
     """PostgreSQL conf.d holds only our file"""
     from mlops_provision.checks.unmanaged import stranger_message, strangers
 
-    directory = f"/etc/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}/conf.d"
-    found = strangers(host, directory, ours={"60-mlops-provision.conf"})
+    directory, ours = pg["postgresql_conf_file"].rsplit("/", 1)  # the role's conf.d and file
+    found = strangers(host, directory, ours={ours})
     assert not found, stranger_message(directory, found, "postgresql_purge_unmanaged", pg["postgresql_purge_unmanaged"])
 
 
@@ -95,7 +95,7 @@ def test_settings_come_from_our_files(host, pg):
     rows = _psql(host, pg, "select name, setting, sourcefile from pg_settings where sourcefile is not null "
                            "and sourcefile not like '%/postgresql.conf' "
                            "and sourcefile not like '%/60-mlops-provision.conf'")
-    conf_d = f"/etc/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}/conf.d/"
+    conf_d = pg["postgresql_conf_file"].rsplit("/", 1)[0] + "/"
     purged = pg["postgresql_purge_unmanaged"] and all(r[2].startswith(conf_d) for r in rows)
     hint = ("(`up` removes the file: postgresql_purge_unmanaged is on)" if purged
             else unmanaged("remove the file by hand"))

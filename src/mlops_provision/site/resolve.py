@@ -95,7 +95,9 @@ class AnsibleSite:
             for stem in (facts.get("distribution"), facts.get("os_family")):
                 vars_file = Path(role) / "vars" / f"{stem}.yml"
                 if stem and vars_file.is_file():
-                    for k, v in (self.loader.load_from_file(str(vars_file)) or {}).items():
+                    # trusted, as include_vars loads them: their templates are resolved
+                    for k, v in (self.loader.load_from_file(str(vars_file), trusted_as_template=True)
+                                 or {}).items():
                         self.variables.set_host_variable(host, k, v)
                     break
         play = self._play(host, names)

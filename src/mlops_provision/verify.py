@@ -115,11 +115,13 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
             procs.append((results_file, subprocess.Popen(cmd, env=env, cwd=workdir, text=True,
                                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
         outputs, rcs = [], []
-        for _results_file, proc in procs:
-            out, _ = proc.communicate()
-            outputs.append(out)
-            rcs.append(proc.returncode)
-        close_masters(control_dir)
+        try:
+            for _results_file, proc in procs:
+                out, _ = proc.communicate()
+                outputs.append(out)
+                rcs.append(proc.returncode)
+        finally:
+            close_masters(control_dir)
         # 0 all passed, 1 some failed; anything else (usage error, nothing collected) wins.
         report.pytest_rc = next((rc for rc in rcs if rc not in (0, 1)), max(rcs))
         scrub = Scrubber(inventory.secrets())

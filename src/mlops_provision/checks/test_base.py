@@ -164,7 +164,7 @@ def test_trusted_cas(host, node):
     """trusted CAs: the distribution's and the site's, no other"""
     from mlops_provision.checks.unmanaged import stranger_message, strangers, unmanaged
 
-    local = "/usr/local/share/ca-certificates"
+    local = node["base_os_ca_local_dir"]
     ours_dir = node["base_os_ca_dir"].removeprefix(local + "/")
     found = strangers(host, local, prefix=ours_dir + "/", recurse=True)
     assert not found, stranger_message(local, found, "base_purge_unmanaged", node["base_purge_unmanaged"])

@@ -102,7 +102,38 @@ def test_a_node_that_does_not_answer_is_unreachable_not_bad_input(tmp_path: Path
     with pytest.raises(SandboxUnreachable) as err:
         box.wait_for_ssh(state, timeout=0)
     assert err.value.exit_code == EXIT_UNREACHABLE
-    assert f"node1 did not answer SSH on 127.0.0.1:{state.nodes[0].ssh_port}" in str(err.value)
+    assert f"node1 did not answer SSH on 127.0.0.1:{state.nodes[0].ssh_port}: within 0 s" in str(err.value)
+
+
+def test_a_vm_whose_qemu_is_gone_fails_at_once_with_its_console(tmp_path: Path) -> None:
+    """A node that stopped is not waited for until the timeout: the error comes at once, with
+    what the backend knows of it (here the end of the VM's serial console)."""
+    import subprocess
+    import time
+
+    import pytest
+
+    from mlops_provision.sandbox import SandboxUnreachable
+    from mlops_provision.sandbox.model import free_port
+
+    box, state = _sandbox(tmp_path)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(box.key)], check=True)
+    state.kind = "vm"
+    node = state.nodes[0]
+    state.nodes = [node]
+    node.ssh_port = free_port()  # nothing listens there
+    vm_dir = box.dir / "vm"
+    vm_dir.mkdir()
+    (vm_dir / "node1.pid").write_text("999999999\n")  # no such process
+    node.pid_file = str(vm_dir / "node1.pid")
+    (vm_dir / "node1-console.log").write_text("booting\nKernel panic - not syncing: VFS\n")
+    t0 = time.monotonic()
+    with pytest.raises(SandboxUnreachable) as err:
+        box.wait_for_ssh(state, timeout=600)
+    assert time.monotonic() - t0 < 60
+    assert "stopped" in err.value.message
+    assert "node1: QEMU stopped" in err.value.details
+    assert "console: Kernel panic - not syncing: VFS" in err.value.details
 
 
 def test_a_failed_image_build_step_is_a_sandbox_error() -> None:

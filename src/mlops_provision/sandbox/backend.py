@@ -48,6 +48,11 @@ class Backend(ABC):
     def status(self, node: Node) -> str:
         """``running``, ``stopped``, ``exited``, ``absent``…"""
 
+    def diagnose(self, node: Node) -> list[str]:
+        """What this machine can tell about a node that does not answer SSH (its state, its
+        boot log, what listens inside): lines for the error's details."""
+        return []
+
     def address(self, node: Node) -> tuple[str, int]:
         """Where this machine reaches the node's SSH: every kind publishes it on 127.0.0.1."""
         return "127.0.0.1", node.ssh_port

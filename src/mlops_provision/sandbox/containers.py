@@ -105,6 +105,24 @@ class ContainerBackend(Backend):
         res = _podman("inspect", "--format", "{{.State.Status}}", self.name(node), check=False)
         return res.stdout.strip() if res.returncode == 0 else "absent"
 
+    def diagnose(self, node: Node) -> list[str]:
+        """The container's state, its published ports, what its systemd says and what listens
+        inside (through podman, not SSH), and the end of its console log."""
+        name = self.name(node)
+        res = _podman("inspect", "--format", "{{.State.Status}} exit={{.State.ExitCode}} "
+                      "error={{.State.Error}}", name, check=False)
+        lines = [f"{name}: " + (res.stdout.strip() or res.stderr.strip() or "no such container")]
+        if self.status(node) == "running":
+            lines.append("published: " + " ".join(_podman("port", name, check=False).stdout.split("\n")))
+            for what, cmd in (("systemd", ["systemctl", "is-system-running"]),
+                              ("failed units", ["systemctl", "--failed", "--plain", "--no-legend"]),
+                              ("listening", ["ss", "-Hltn"])):
+                out = _podman("exec", name, *cmd, check=False)
+                lines.append(f"{what}: " + " | ".join((out.stdout + out.stderr).strip().splitlines()))
+        logs = _podman("logs", "--tail", "10", name, check=False)
+        lines += ["console: " + line for line in (logs.stdout + logs.stderr).strip().splitlines()]
+        return lines
+
     def stop(self, state: State) -> None:
         names = [self.name(node) for node in state.nodes]
         if names:

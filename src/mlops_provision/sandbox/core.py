@@ -213,11 +213,14 @@ class Sandbox:
             if probe.returncode == 0:
                 pending.pop(0)
                 continue
-            if time.monotonic() > deadline:
+            gone = backend.status(node) not in ("running", "absent")  # exited: waiting is pointless
+            if gone or time.monotonic() > deadline:
                 host, port = backend.address(node)
+                said = probe.stderr.decode(errors="replace").strip()
+                why = f"stopped ({backend.status(node)})" if gone else f"within {timeout:.0f} s"
                 raise SandboxUnreachable(
-                    f"{node.name} did not answer SSH on {host}:{port} within {timeout:.0f} s",
-                    details=[probe.stderr.decode(errors="replace").strip()] if probe.stderr.strip() else [],
+                    f"{node.name} did not answer SSH on {host}:{port}: {why}",
+                    details=([said] if said else []) + backend.diagnose(node),
                     hint=f"{len(pending)} of {len(state.nodes)} node(s) silent; `mlops-provision sandbox "
                          "status` shows them, `sandbox down` removes them")
             time.sleep(1)

@@ -144,6 +144,15 @@ class VmBackend(Backend):
     def status(self, node: Node) -> str:
         return "running" if node.pid_file and _alive(Path(node.pid_file)) else "stopped"
 
+    def diagnose(self, node: Node) -> list[str]:
+        """Whether QEMU still runs, and the end of the VM's serial console."""
+        console = self.vm_dir / f"{node.name}-console.log"
+        try:
+            tail = console.read_text(errors="replace").strip().splitlines()[-10:]
+        except OSError:
+            tail = []
+        return [f"{node.name}: QEMU {self.status(node)}", *("console: " + line for line in tail)]
+
     def stop(self, state: State) -> None:
         vm_dir = self.vm_dir
         for node in state.nodes:

@@ -5,7 +5,8 @@ mlflow; node2, node3: cpu_workers), converged fresh ONCE (``fresh_converge``: th
 pinned to ``MLFLOW_OLD`` so that test_mlflow can upgrade it), then brought to the sandbox
 inventory's own settings (``converged_containers``: the upgrade to ``MLFLOW_NEW``). Every container
 module reads these hosts; only one container sandbox can be up on a machine anyway (they share a
-podman network). Modules run in the order of ``MODULE_ORDER``: test_mlflow first (it logs the run
+podman network). Modules run in the order of ``MODULE_ORDER``: test_sandbox first (its own
+one-node sandboxes, before the shared one exists), test_mlflow (it logs the run
 the upgrade must keep), then test_containers, then any other container reader (e.g. test_gpu),
 then the VM modules. A test that breaks a shared host (stops a service, drops a database) restores
 it and proves it restored (`up` changed=0 or `verify` passing) before the next reader runs.
@@ -28,7 +29,7 @@ from tests.conftest import mp
 MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
 # Modules that read the shared container sandbox, in the order they must run; other integration
 # modules follow them, the VM modules (their own hosts, minutes per converge) run last.
-MODULE_ORDER = ("test_mlflow", "test_containers")
+MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers")
 LAST = ("test_vm",)
 
 

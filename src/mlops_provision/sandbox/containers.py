@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
 from mlops_provision.sandbox.backend import Backend, Log
 from mlops_provision.sandbox.errors import SandboxBadInput, SandboxError
 from mlops_provision.sandbox.image import Image, ensure_container_image
-from mlops_provision.sandbox.model import Node, State
+from mlops_provision.sandbox.model import STATE_FILE, Node, State
 
 NETWORK = "mlops-sandbox"
 SUBNET = "10.213.7.0/24"
@@ -70,10 +71,21 @@ class ContainerBackend(Backend):
         return container_name(self.dir, node)
 
     def conflicts(self) -> set[str]:
-        """Other sandboxes whose containers are on the shared network (same addresses)."""
+        """Other sandboxes whose containers are on the shared network (same addresses).
+
+        Containers of a sandbox whose state file is gone (its site directory was removed while
+        it ran, or a machine image was taken with it running) are orphans that no `sandbox down`
+        can reach: they are removed here instead of blocking every later sandbox."""
         res = _podman("ps", "-a", "--filter", f"network={NETWORK}", "--format",
                       '{{index .Labels "' + LABEL + '"}}', check=False)
-        return {line for line in res.stdout.split() if line and line != str(self.dir)}
+        others = {line for line in res.stdout.split() if line and line != str(self.dir)}
+        orphans = {other for other in others if not (Path(other) / STATE_FILE).exists()}
+        for orphan in sorted(orphans):
+            names = _podman("ps", "-a", "--filter", f"label={LABEL}={orphan}", "--format", "{{.Names}}",
+                            check=False).stdout.split()
+            if names:
+                _podman("rm", "-f", "-t", "5", *names, check=False)
+        return others - orphans
 
     def start(self, state: State, image: Image) -> None:
         state.network = NETWORK
@@ -82,6 +94,12 @@ class ContainerBackend(Backend):
         for node in state.nodes:
             name = self.name(node)
             current = self.status(node)
+            if current != "absent" and self._ssh_port(name) != node.ssh_port:
+                # A container of an earlier sandbox at this same site, whose state file is gone
+                # (the site directory was wiped while it ran, or a killed run never said `down`):
+                # it publishes other ports than this state's, so it is replaced, never reused.
+                _podman("rm", "-f", "-t", "5", name)
+                current = "absent"
             if current == "running":
                 continue
             if current != "absent":
@@ -100,6 +118,15 @@ class ContainerBackend(Backend):
                 "--label", f"{LABEL}={self.dir}",
                 image.tag,
             )
+
+    @staticmethod
+    def _ssh_port(name: str) -> int | None:
+        """The host port the container publishes its SSH on, if any."""
+        res = _podman("inspect", "--format", "{{json .HostConfig.PortBindings}}", name, check=False)
+        try:
+            return int(json.loads(res.stdout)["22/tcp"][0]["HostPort"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None
 
     def status(self, node: Node) -> str:
         res = _podman("inspect", "--format", "{{.State.Status}}", self.name(node), check=False)

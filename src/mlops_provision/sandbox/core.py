@@ -16,7 +16,7 @@ from mlops_provision.sandbox.backend import Backend
 from mlops_provision.sandbox.containers import ContainerBackend
 from mlops_provision.sandbox.errors import SandboxBadInput, SandboxError, SandboxUnreachable
 from mlops_provision.sandbox.image import ensure_container_image, ensure_vm_image, image_for
-from mlops_provision.sandbox.model import PUBLISHED, Node, State, free_port, node_groups
+from mlops_provision.sandbox.model import PUBLISHED, STATE_FILE, Node, State, free_port, node_groups
 from mlops_provision.sandbox.site_inventory import (
     GROUP_SECRETS,
     VAULT_PASSWORD,
@@ -97,7 +97,7 @@ class Sandbox:
 
     @property
     def state_file(self) -> Path:
-        return self.dir / "state.json"
+        return self.dir / STATE_FILE
 
     @property
     def key(self) -> Path:

@@ -31,6 +31,10 @@ class Node:
         return {host: inside[name] for name, host in self.ports.items() if name in inside}
 
 
+#: A sandbox's state file, in its directory (``SITE/.mlops-provision/sandbox``).
+STATE_FILE = "state.json"
+
+
 @dataclass
 class State:
     kind: str

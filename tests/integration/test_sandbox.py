@@ -13,6 +13,12 @@ from mlops_provision.sandbox.containers import LABEL
 from tests.integration.conftest import bring_up, node_ssh, tear_down
 
 
+def containers_of(sandbox_dir) -> list[str]:
+    """Names of the containers (any state) labelled as the sandbox in ``sandbox_dir``."""
+    res = subprocess.run(["podman", "ps", "-a", "--filter", f"label={LABEL}={sandbox_dir}",
+                          "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
+    return res.stdout.split()
+
 def test_up_replaces_the_containers_of_a_sandbox_whose_state_was_lost(tmp_path):
     """A site directory wiped while its sandbox ran (or a killed run that never said `down`)
     leaves containers with the same names but other ports: `up` replaces them. Reusing them
@@ -28,9 +34,7 @@ def test_up_replaces_the_containers_of_a_sandbox_whose_state_was_lost(tmp_path):
         assert node_ssh(inventory, "node1", "cat /etc/hostname").stdout.strip() == "node1"
     finally:
         tear_down(site)
-    left = subprocess.run(["podman", "ps", "-a", "--filter", f"label={LABEL}={box.dir}",
-                           "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
-    assert left.stdout.strip() == "", f"containers left behind: {left.stdout}"
+    assert containers_of(box.dir) == [], "containers left behind"
 
 
 def test_orphans_of_a_removed_site_do_not_block_a_new_sandbox(tmp_path):
@@ -45,9 +49,7 @@ def test_orphans_of_a_removed_site_do_not_block_a_new_sandbox(tmp_path):
         assert node_ssh(inventory, "node1", "true").returncode == 0
     finally:
         tear_down(site)
-    left = subprocess.run(["podman", "ps", "-a", "--filter", f"label={LABEL}={orphan_dir}",
-                           "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
-    assert left.stdout.strip() == "", f"orphans left behind: {left.stdout}"
+    assert containers_of(orphan_dir) == [], "orphans left behind"
 
 
 def test_a_silent_node_is_reported_with_what_podman_knows(tmp_path):

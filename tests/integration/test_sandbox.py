@@ -19,6 +19,7 @@ def containers_of(sandbox_dir) -> list[str]:
                           "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
     return res.stdout.split()
 
+
 def test_up_replaces_the_containers_of_a_sandbox_whose_state_was_lost(tmp_path):
     """A site directory wiped while its sandbox ran (or a killed run that never said `down`)
     leaves containers with the same names but other ports: `up` replaces them. Reusing them

@@ -36,6 +36,20 @@ def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return res
 
 
+def _inspect(name: str) -> tuple[str, int | None]:
+    """A container's status (``absent`` if there is none) and the host port it publishes SSH
+    on (None if it publishes none)."""
+    res = _podman("inspect", "--format", "{{.State.Status}} {{json .HostConfig.PortBindings}}", name,
+                  check=False)
+    if res.returncode != 0:
+        return "absent", None
+    status, _, bindings = res.stdout.strip().partition(" ")
+    try:
+        return status, int(json.loads(bindings)["22/tcp"][0]["HostPort"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return status, None
+
+
 def container_name(sandbox, node: Node) -> str:
     """The node's container name; ``sandbox`` is a Sandbox or its directory. One sandbox per
     site: the site's path keeps two sites' containers apart."""
@@ -77,14 +91,13 @@ class ContainerBackend(Backend):
         it ran, or a machine image was taken with it running) are orphans that no `sandbox down`
         can reach: they are removed here instead of blocking every later sandbox."""
         res = _podman("ps", "-a", "--filter", f"network={NETWORK}", "--format",
-                      '{{index .Labels "' + LABEL + '"}}', check=False)
-        others = {line for line in res.stdout.split() if line and line != str(self.dir)}
-        orphans = {other for other in others if not (Path(other) / STATE_FILE).exists()}
-        for orphan in sorted(orphans):
-            names = _podman("ps", "-a", "--filter", f"label={LABEL}={orphan}", "--format", "{{.Names}}",
-                            check=False).stdout.split()
-            if names:
-                _podman("rm", "-f", "-t", "5", *names, check=False)
+                      '{{.Names}} {{index .Labels "' + LABEL + '"}}', check=False)
+        sandbox_of = dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line)
+        others = {d for d in sandbox_of.values() if d and d != str(self.dir)}
+        orphans = {d for d in others if not (Path(d) / STATE_FILE).exists()}
+        names = [name for name, d in sandbox_of.items() if d in orphans]
+        if names:
+            _podman("rm", "-f", "-t", "5", *names, check=False)
         return others - orphans
 
     def start(self, state: State, image: Image) -> None:
@@ -93,8 +106,8 @@ class ContainerBackend(Backend):
             _podman("network", "create", "--subnet", SUBNET, NETWORK)
         for node in state.nodes:
             name = self.name(node)
-            current = self.status(node)
-            if current != "absent" and self._ssh_port(name) != node.ssh_port:
+            current, ssh_port = _inspect(name)
+            if current != "absent" and ssh_port != node.ssh_port:
                 # A container of an earlier sandbox at this same site, whose state file is gone
                 # (the site directory was wiped while it ran, or a killed run never said `down`):
                 # it publishes other ports than this state's, so it is replaced, never reused.
@@ -119,18 +132,8 @@ class ContainerBackend(Backend):
                 image.tag,
             )
 
-    @staticmethod
-    def _ssh_port(name: str) -> int | None:
-        """The host port the container publishes its SSH on, if any."""
-        res = _podman("inspect", "--format", "{{json .HostConfig.PortBindings}}", name, check=False)
-        try:
-            return int(json.loads(res.stdout)["22/tcp"][0]["HostPort"])
-        except (ValueError, KeyError, IndexError, TypeError):
-            return None
-
     def status(self, node: Node) -> str:
-        res = _podman("inspect", "--format", "{{.State.Status}}", self.name(node), check=False)
-        return res.stdout.strip() if res.returncode == 0 else "absent"
+        return _inspect(self.name(node))[0]
 
     def diagnose(self, node: Node) -> list[str]:
         """The container's state, its published ports, what its systemd says and what listens
@@ -139,8 +142,8 @@ class ContainerBackend(Backend):
         res = _podman("inspect", "--format", "{{.State.Status}} exit={{.State.ExitCode}} "
                       "error={{.State.Error}}", name, check=False)
         lines = [f"{name}: " + (res.stdout.strip() or res.stderr.strip() or "no such container")]
-        if self.status(node) == "running":
-            lines.append("published: " + " ".join(_podman("port", name, check=False).stdout.split("\n")))
+        if res.stdout.startswith("running "):
+            lines.append("published: " + " ".join(_podman("port", name, check=False).stdout.split()))
             for what, cmd in (("systemd", ["systemctl", "is-system-running"]),
                               ("failed units", ["systemctl", "--failed", "--plain", "--no-legend"]),
                               ("listening", ["ss", "-Hltn"])):

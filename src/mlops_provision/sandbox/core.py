@@ -213,11 +213,12 @@ class Sandbox:
             if probe.returncode == 0:
                 pending.pop(0)
                 continue
-            gone = backend.status(node) not in ("running", "absent")  # exited: waiting is pointless
+            status = backend.status(node)
+            gone = status not in ("running", "absent")  # exited: waiting is pointless
             if gone or time.monotonic() > deadline:
                 host, port = backend.address(node)
                 said = probe.stderr.decode(errors="replace").strip()
-                why = f"stopped ({backend.status(node)})" if gone else f"within {timeout:.0f} s"
+                why = f"stopped ({status})" if gone else f"within {timeout:.0f} s"
                 raise SandboxUnreachable(
                     f"{node.name} did not answer SSH on {host}:{port}: {why}",
                     details=([said] if said else []) + backend.diagnose(node),

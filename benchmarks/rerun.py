@@ -3,22 +3,19 @@
     .venv/bin/python benchmarks/rerun.py                       # 1, 3 and 10 containers
     .venv/bin/python benchmarks/rerun.py --nodes 1 3 10 50     # 50 as well
     .venv/bin/python benchmarks/rerun.py --nodes 3 --repeat 3  # medians over 3 runs
-    pip install --target /tmp/mitogen mitogen                  # then, to try Mitogen as well:
-    .venv/bin/python benchmarks/rerun.py --mitogen /tmp/mitogen
 
 For each node count it brings up its own sandbox in a temporary site, runs the full stack
 (`up`) once, then times, with `--repeat` runs each (median):
 
-    no-op up          `up` again: must report changed=0 on every host
+    no-op up          `up` again: must report changed=0 on every host (Mitogen's mitogen_linear
+                      strategy, the default)
+    no-op up, linear  the same with ANSIBLE_STRATEGY=linear: our ansible.cfg without Mitogen
     no-op up (stock)  the same under stock Ansible settings (forks 5, no pipelining, implicit
-                      fact gathering, linear strategy): the ratio to the line above is the figure
-                      that holds on a noisy machine
+                      fact gathering, linear strategy): the ratio to the first no-op line is the
+                      figure that holds on a noisy machine
     up --check        check mode on the converged hosts: must report changed=0
     verify            the checks: must pass
     drift             `drift` when this build has it (exit 0: no drift), else "n/a (not built)"
-    no-op up, Mitogen with --mitogen DIR: the no-op `up` under Mitogen's mitogen_linear strategy
-                      (an experiment, not a supported path: a failure is printed as the row's
-                      figure with its reason instead of stopping the benchmark)
 
 and removes the sandbox. Any step that fails (an exit status other than the expected one,
 changed > 0 where 0 is expected, output that is not the JSON report) stops the benchmark with
@@ -119,14 +116,7 @@ class Results(dict):
         print(f"{self.nodes:>3} nodes  {step:<24} {value}", flush=True)
 
 
-def mitogen_env(directory: Path) -> dict[str, str]:
-    """Ansible settings that run a playbook under Mitogen installed in ``directory``."""
-    return {"ANSIBLE_STRATEGY_PLUGINS": str(directory / "ansible_mitogen" / "plugins" / "strategy"),
-            "ANSIBLE_STRATEGY": "mitogen_linear",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
-
-
-def bench(nodes: int, kind: str, repeat: int, mitogen: Path | None = None) -> dict[str, str]:
+def bench(nodes: int, kind: str, repeat: int) -> dict[str, str]:
     results = Results(nodes)
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as site:
         inv = str(Path(site) / ".mlops-provision" / "sandbox" / "inventory.yml")
@@ -140,15 +130,11 @@ def bench(nodes: int, kind: str, repeat: int, mitogen: Path | None = None) -> di
             results["first up"] = f"{seconds:.1f} s (changed={n})"
             results["no-op up"] = timed("no-op up", repeat, lambda: up_step(
                 "no-op up", up, expect_changed_zero=True)[0])
+            results["no-op up, linear"] = timed("no-op up (linear)", repeat, lambda: up_step(
+                "no-op up (ANSIBLE_STRATEGY=linear)", up, expect_changed_zero=True,
+                env={"ANSIBLE_STRATEGY": "linear"})[0])
             results["no-op up, stock Ansible"] = timed("no-op up (stock)", repeat, lambda: up_step(
                 "no-op up (stock Ansible settings)", up, expect_changed_zero=True, env=STOCK_ANSIBLE)[0])
-            if mitogen:
-                try:
-                    results["no-op up, Mitogen"] = timed("no-op up (Mitogen)", repeat, lambda: up_step(
-                        "no-op up (Mitogen)", up, expect_changed_zero=True, env=mitogen_env(mitogen))[0])
-                except StepFailed as exc:
-                    results["no-op up, Mitogen"] = "FAILED: " + " | ".join(str(exc).splitlines()[:1] +
-                                                                           str(exc).splitlines()[-3:])
             results["up --check"] = timed("up --check", repeat, lambda: up_step(
                 "up --check", [*up, "--check"], expect_changed_zero=True)[0])
 
@@ -179,8 +165,6 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--kind", choices=["container", "vm"], default="container")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--mitogen", type=Path, default=None,
-                        help="a directory Mitogen is installed in (pip install --target DIR mitogen)")
     args = parser.parse_args()
     # SIGTERM (a timeout) unwinds like Ctrl-C: the running step is killed and the sandbox removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -188,7 +172,7 @@ def main() -> int:
           f"median of {args.repeat}", flush=True)
     for nodes in args.nodes:
         try:
-            bench(nodes, args.kind, args.repeat, args.mitogen)
+            bench(nodes, args.kind, args.repeat)
         except StepFailed as exc:
             print(f"FAILED with {nodes} node(s): {exc}", file=sys.stderr, flush=True)
             return 1

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
 
 from mlops_provision.reports import verify_junit
 from mlops_provision.runner import (
@@ -292,3 +295,41 @@ def test_verify_batches_split_hosts_evenly_and_keep_every_host():
     assert batches(hosts[:2], 8) == [["node1"], ["node2"]]
     assert batches(hosts, 1) == [hosts]
     assert batches([], 4) == []
+
+
+def test_ansible_env_runs_mitogen_unless_the_admin_chose_a_strategy(monkeypatch):
+    from mlops_provision.runner import ansible_env
+
+    monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
+    env = ansible_env()
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")
+    assert "ANSIBLE_STRATEGY" not in ansible_env() and "ANSIBLE_STRATEGY_PLUGINS" not in ansible_env()
+
+
+@pytest.mark.parametrize(("strategy", "in_mitogen"), [(None, True), ("linear", False)])
+def test_a_run_executes_its_modules_under_the_strategy_in_force(tmp_path, monkeypatch, strategy, in_mitogen):
+    """A real run on localhost: under the default, a module runs inside Mitogen's long-lived
+    interpreter on the host (its process title says so); with ANSIBLE_STRATEGY=linear, in a
+    fresh stock interpreter."""
+    import sys
+
+    from mlops_provision.runner import run_playbook
+    from mlops_provision.site import load
+
+    if strategy:
+        monkeypatch.setenv("ANSIBLE_STRATEGY", strategy)
+    else:
+        monkeypatch.delenv("ANSIBLE_STRATEGY", raising=False)
+    out = tmp_path / "parent"
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {sys.executable}\n")
+    (tmp_path / "play.yml").write_text(
+        "- name: Where modules run\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Record the module's process\n      ansible.builtin.shell: "
+        f"\"tr '\\\\0' ' ' < /proc/$PPID/cmdline > {out}\"\n      changed_when: false\n")
+    summary = run_playbook(load(tmp_path / "hosts.yml", strict=False), playbook=tmp_path / "play.yml")
+    assert summary.exit_code == 0, summary
+    assert ("(mitogen:" in out.read_text()) is in_mitogen, out.read_text()

@@ -131,6 +131,43 @@ def test_vault_secret_never_reaches_terminal_summary_or_artifacts(inventory, fir
     assert PLANTED not in human.stdout + human.stderr
 
 
+BECOME_PASSWORD = "Sud0-planted-Qx7m!vault"
+
+
+def test_an_admin_with_sudo_and_a_vaulted_password_finds_nothing_to_change(inventory, first_up):
+    """How real sites connect (inventories/example): as a member of the admin group with sudo and
+    its password in the vault, not as root. Under the default strategy (Mitogen) `up --check` of
+    a converged node through sudo finds nothing to change, and the password is in no record."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    password = vault_password(inventory)
+    vault = VaultLib([("default", VaultSecret(password.read_bytes().strip()))])
+    node_ssh(inventory, "node3",
+             "useradd -m -s /bin/bash -G mlops opsadmin && "
+             f"echo 'opsadmin:{BECOME_PASSWORD}' | chpasswd && "
+             "install -d -m 0700 -o opsadmin -g opsadmin ~opsadmin/.ssh && "
+             "install -m 0600 -o opsadmin -g opsadmin /root/.ssh/authorized_keys ~opsadmin/.ssh/")
+    try:
+        def as_admin(data):
+            node = data["all"]["hosts"]["node3"]
+            node.update(ansible_user="opsadmin", ansible_become=True,
+                        ansible_become_password=VaultText(vault.encrypt(BECOME_PASSWORD).decode()))
+
+        res = mp("up", "-i", variant(inventory, "sudo", as_admin), "--check", "--limit", "node3",
+                 "--output", "json", "--vault-password-file", password)
+        assert res.rc == 0, res.stdout + res.stderr
+        assert by_host(res.json())["node3"]["changed"] == 0
+        # sudo really ran: its log names the account that became root
+        sudo_log = node_ssh(inventory, "node3", "{ journalctl -q --no-pager -t sudo; cat /var/log/sudo.log; } "
+                            "2>/dev/null | tail -n 50", check=False).stdout
+        assert "opsadmin" in sudo_log, sudo_log
+        run_dir = Path(res.json()["run_dir"])
+        assert BECOME_PASSWORD not in res.stdout + res.stderr
+        assert not [p for p in run_dir.rglob("*") if p.is_file() and BECOME_PASSWORD in p.read_text(errors="replace")]
+    finally:
+        node_ssh(inventory, "node3", "pkill -u opsadmin; userdel -r opsadmin", check=False)
+
+
 def test_compliance_reports_the_lynis_index(inventory, first_up):
     # Lynis takes minutes per node under TCG; on a container it shows that --compliance works.
     res = mp("verify", "-i", inventory, "--limit", "node1", "--compliance", "-k", "lynis", "--lynis-min-index", "0",

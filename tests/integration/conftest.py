@@ -96,6 +96,14 @@ def vault_password(inventory: Path) -> Path:
     return inventory.parent.parent / ".mlops-provision" / "sandbox" / VAULT_PASSWORD
 
 
+def sandbox_vault(inventory: Path):
+    """The sandbox's vault (its password file: vault_password), to encrypt or decrypt values of
+    the sandbox's inventory or a variant of it."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    return VaultLib([("default", VaultSecret(vault_password(inventory).read_bytes().strip()))])
+
+
 def node_ssh(inventory: Path, node: str, command: str, check: bool = True,
              timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run a command on a sandbox node over the sandbox's own SSH key (not through Ansible)."""

@@ -13,7 +13,7 @@ import pytest
 from mlops_provision.sandbox.containers import container_name
 from mlops_provision.sandbox.core import Sandbox, VaultText, free_port
 from tests.conftest import mp
-from tests.integration.conftest import by_host, node_ssh, variant, vault_password
+from tests.integration.conftest import by_host, node_ssh, sandbox_vault, variant, vault_password
 
 pytestmark = pytest.mark.integration
 NODES = ["node1", "node2", "node3"]
@@ -107,10 +107,8 @@ PLANTED = "S3cr3t-planted-7f9q"
 
 
 def test_vault_secret_never_reaches_terminal_summary_or_artifacts(inventory, first_up):
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
     password = vault_password(inventory)  # the sandbox's: its MLflow secrets must decrypt too
-    secret = VaultLib([("default", VaultSecret(password.read_bytes().strip()))])
+    secret = sandbox_vault(inventory)
     token = secret.encrypt(f"http://svc:{PLANTED}@proxy.invalid:3128").decode()
 
     def plant(data):
@@ -138,10 +136,8 @@ def test_an_admin_with_sudo_and_a_vaulted_password_finds_nothing_to_change(inven
     """How real sites connect (inventories/example): as a member of the admin group with sudo and
     its password in the vault, not as root. Under the default strategy (Mitogen) `up --check` of
     a converged node through sudo finds nothing to change, and the password is in no record."""
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
     password = vault_password(inventory)
-    vault = VaultLib([("default", VaultSecret(password.read_bytes().strip()))])
+    vault = sandbox_vault(inventory)
     node_ssh(inventory, "node3",
              "useradd -m -s /bin/bash -G mlops opsadmin && "
              f"echo 'opsadmin:{BECOME_PASSWORD}' | chpasswd && "

@@ -20,11 +20,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible.parsing.vault import VaultLib, VaultSecret
 
 from mlops_provision.sandbox.core import InventoryLoader, Sandbox, VaultText
 from tests.conftest import mp
-from tests.integration.conftest import MLFLOW_NEW, MLFLOW_OLD, by_host, node_ssh, variant, vault_password
+from tests.integration.conftest import (
+    MLFLOW_NEW,
+    MLFLOW_OLD,
+    by_host,
+    node_ssh,
+    sandbox_vault,
+    variant,
+    vault_password,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +46,13 @@ def report(line: str) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-def _vault(inventory: Path) -> VaultLib:
-    return VaultLib([("default", VaultSecret(vault_password(inventory).read_bytes().strip()))])
-
-
 def _group_vars(inventory: Path) -> dict:
     data = yaml.load(inventory.read_text(), Loader=InventoryLoader)
     return data["all"]["children"]["mlflow"]["vars"]
 
 
 def _secret(inventory: Path, key: str) -> str:
-    return _vault(inventory).decrypt(str(_group_vars(inventory)[key]).strip()).decode()
+    return sandbox_vault(inventory).decrypt(str(_group_vars(inventory)[key]).strip()).decode()
 
 
 def _ports(inventory: Path) -> dict[str, int]:
@@ -349,7 +352,7 @@ def test_backup_timer_and_retention(inventory, upgraded):
 # --------------------------------------------------------------------------- bad input
 
 def _vault_text(inventory: Path, plaintext: str) -> VaultText:
-    return VaultText(_vault(inventory).encrypt(plaintext).decode())
+    return VaultText(sandbox_vault(inventory).encrypt(plaintext).decode())
 
 
 @pytest.mark.parametrize(("name", "setting", "key", "expected"), [
@@ -391,7 +394,7 @@ def test_missing_artifact_parent_fails_before_any_change(inventory, upgraded):
 
 def test_secrets_never_reach_records_or_the_node_logs(inventory, upgraded):
     secrets = [_secret(inventory, k) for k in ("mlflow_admin_password", "mlflow_db_password")]
-    ca_key = _vault(inventory).decrypt((inventory.parent / "mlflow-ca.key.vault").read_text().strip()).decode()
+    ca_key = sandbox_vault(inventory).decrypt((inventory.parent / "mlflow-ca.key.vault").read_text().strip()).decode()
     secrets.append("".join(ca_key.strip().splitlines()[1:-1])[:48])
     site = inventory.parent.parent.parent
     leaks = [str(p) for p in site.rglob("*") if p.is_file() and p.suffix != ".vault" and p.name != "vault-password"

@@ -68,6 +68,16 @@ def test_limit_matching_nothing_is_bad_input(tmp_path: Path):
     assert res.rc == 2 and "matches no host" in res.stderr
 
 
+def test_a_site_without_gpu_or_cluster_groups_validates_quietly(tmp_path: Path):
+    """The playbooks name groups a site may not declare (gpu_workers, cpu_workers): working out
+    which roles a host runs must not print Ansible's 'Could not match' warnings."""
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n    node1:\n      ansible_host: 127.0.0.1\n")
+    res = mp("validate", "-i", inv)
+    assert res.rc == 0, res.stderr
+    assert "Could not match" not in res.stderr + res.stdout, res.stderr
+
+
 def test_valid_example_site():
     res = mp("validate", "-i", "inventories/example",
              "--vault-password-file", "inventories/example/example-vault-password")

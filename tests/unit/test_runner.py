@@ -174,8 +174,7 @@ def _start_run(tmp_path):
         "    - name: Show the secret\n      ansible.builtin.debug:\n        msg: \"token={{ demo_token }}\"\n"
         "    - name: Wait to be killed\n      ansible.builtin.command: sleep 60\n      changed_when: false\n")
     script = (
-        "import sys\nfrom pathlib import Path\ntry:\n    from mlops_provision.site import load\n"
-        "except ImportError:\n    from mlops_provision.inventory import load\n"
+        "import sys\nfrom pathlib import Path\nfrom mlops_provision.site import load\n"
         "from mlops_provision.runner import run_playbook\n"
         "inv = load(Path(sys.argv[1]), vault_password_file=sys.argv[2], strict=False)\n"
         "assert sys.argv[4] in inv.secrets()\n"

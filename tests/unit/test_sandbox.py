@@ -60,6 +60,17 @@ def test_secrets_survive_a_rewrite(tmp_path: Path) -> None:
     assert _mlflow_vars(box) == before
 
 
+def test_every_group_of_the_secret_table_gets_its_secrets(tmp_path: Path, monkeypatch) -> None:
+    """The sandbox generates the secrets of every group in GROUP_SECRETS, not only MLflow's."""
+    from mlops_provision.site.rules import GROUP_SECRETS
+
+    monkeypatch.setitem(GROUP_SECRETS, "cpu_workers", ("demo_token",))
+    box, _ = _sandbox(tmp_path)
+    data = yaml.load(box.inventory.read_text(), Loader=InventoryLoader)
+    assert isinstance(data["all"]["children"]["cpu_workers"]["vars"]["demo_token"], VaultText)
+    assert "vars" not in data["all"]["children"]["control_plane"]
+
+
 def test_cli_finds_the_sandbox_vault_password(tmp_path: Path) -> None:
     box, _ = _sandbox(tmp_path)
     res = mp("validate", "-i", box.inventory)

@@ -1,5 +1,6 @@
 """The site model and Ansible agree (issue 13): host patterns as ``--limit`` reads them, each
-host's variables as ``ansible-inventory --list`` shows them, and which option values a role's
+host's variables as ``ansible-inventory --list`` shows them, the roles each host runs as
+``ansible-playbook --list-hosts`` places it in plays, and which option values a role's
 argument specs accept, run for real with ``ansible-playbook`` (subprocesses of .venv/bin; no
 host is contacted: every host is ``ansible_connection: local``)."""
 
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from mlops_provision import paths
 from mlops_provision.site import InventoryInvalid, hosts_matching, load
+from mlops_provision.site.roles import plays
 
 BIN = Path(sys.executable).parent
 
@@ -41,11 +44,14 @@ all:
           base_apt_cache_valid_time: 60
         gpu10:
           base_manage_etc_hosts: "true"
+        cp2:  # a control plane with a GPU
     cpu_workers:
       hosts:
         cpu1:
           base_packages: curl,jq
         cpu2:
+      children:  # a group of groups: every GPU worker is a CPU worker too
+        gpu_workers:
     control_plane:
       hosts:
         cp1:
@@ -64,6 +70,7 @@ PATTERNS = [
     "control_plane:&mlflow", "mlflow:&control_plane", "all:!gpu_workers",
     "control_plane:!mlflow", "gpu*", "*1", "~gpu[0-9]$", "~(cp|mlf)\\d", "gpu_workers:!gpu2",
     "all:&gpu_workers:!gpu10", "cpu_workers:control_plane:&mlflow", "ungrouped", "nosuchhost",
+    "cpu_workers:!gpu_workers", "cpu_workers:&gpu_workers", "cpu_workers:gpu_workers:!control_plane",
 ]
 
 
@@ -136,6 +143,26 @@ def test_host_variables_agree_with_ansible_inventory(site: Path) -> None:
     assert model.host_groups("cp1") == ["control_plane", "mlflow"]
     assert model.hostvars("gpu1")["base_manage_hostname"] == "True"  # host_vars win
     assert model.hostvars("gpu2")["base_apt_cache_valid_time"] == 60
+
+
+def test_roles_of_each_host_agree_with_ansible_playbook_list_hosts(site: Path) -> None:
+    """Each host runs the roles of the plays ``ansible-playbook --list-hosts`` puts it in (one
+    call over every playbook): a control plane that is also a GPU worker (cp2) is no worker."""
+    model = load(site, vault_password_file=site / "pw")
+    books = sorted(str(b) for b in paths.playbook().parent.glob("*.yml"))
+    run = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(site / "hosts.yml"), *books,
+                          "--list-hosts"], capture_output=True, text=True, check=True,
+                         env={**_env(site), "ANSIBLE_CONFIG": str(paths.project_root() / "ansible.cfg")})
+    listed = re.findall(r"^  play #\d+ \(.*\): (.*)\tTAGS: .*\n    pattern: .*\n    hosts \(\d+\):\n"
+                        r"((?:      \S+\n)*)", run.stdout, re.M)
+    roles = {p.name: p.roles for p in plays(paths.playbook().parent)}
+    assert {name for name, _ in listed} == set(roles), run.stdout
+    theirs = {h: set() for h in model.hosts}
+    for name, hosts in listed:
+        for host in hosts.split():
+            theirs[host] |= set(roles[name])
+    assert {h: set(model.roles(h)) for h in model.hosts} == theirs
+    assert "kubernetes_worker" not in model.roles("cp2") and "cuda" in model.roles("cp2")
 
 
 # --------------------------------------------------------------------------- option values

@@ -16,9 +16,9 @@ from mlops_provision.site import (
     BAD_VAULT_PASSWORD,
     NO_VAULT_PASSWORD,
     SITE_VARS,
-    Inventory,
     InventoryInvalid,
     Problem,
+    Site,
     load,
 )
 
@@ -362,7 +362,7 @@ def test_secret_values_stay_out_of_problems(tmp_path: Path, demo_roles: Path) ->
 
 def test_example_site_is_valid() -> None:
     inv = load(EXAMPLE, vault_password_file=EXAMPLE_VAULT)
-    assert isinstance(inv, Inventory)
+    assert isinstance(inv, Site)
     assert inv.path == EXAMPLE / "hosts.yml"
     assert inv.site_dir == EXAMPLE
     assert inv.hosts == ["cp1", "cpu1", "gpu1", "gpu2"]

@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-FACT = "/etc/ansible/facts.d/containerd.fact"
 WORKLOAD_GROUPS = {"control_plane", "cpu_workers", "gpu_workers"}
 
 
@@ -17,8 +16,9 @@ WORKLOAD_GROUPS = {"control_plane", "cpu_workers", "gpu_workers"}
 def containerd(host, node) -> dict:
     if not WORKLOAD_GROUPS & set(node.groups):
         pytest.skip("runs no workloads (not in control_plane, cpu_workers or gpu_workers): no containerd")
-    f = host.file(FACT)
-    assert f.exists, f"{FACT} is missing: the containerd role has not converged this node"
+    fact = node["containerd_local_fact"]
+    f = host.file(fact)
+    assert f.exists, f"{fact} is missing: the containerd role has not converged this node"
     return json.loads(f.content_string)
 
 

@@ -8,8 +8,6 @@ import json
 
 import pytest
 
-FACT = "/etc/ansible/facts.d/cuda.fact"
-DRIVER_FACT = "/etc/ansible/facts.d/nvidia_driver.fact"
 VECTOR_ADD = r"""
 #include <cstdio>
 __global__ void add(int n, const float *a, float *b) { int i = threadIdx.x; if (i < n) b[i] += a[i]; }
@@ -30,11 +28,12 @@ int main() {
 def cuda(host, node) -> dict:
     if "gpu_workers" not in node.groups:
         pytest.skip("not in group gpu_workers: no CUDA toolkit here")
-    driver = host.file(DRIVER_FACT)
+    driver = host.file(node["nvidia_driver_local_fact"])
     if driver.exists and "skipped" in json.loads(driver.content_string):
         pytest.skip(f"the GPU layer skips this host: {json.loads(driver.content_string)['skipped']}")
-    f = host.file(FACT)
-    assert f.exists, f"{FACT} is missing: the cuda role has not converged this node"
+    fact = node["cuda_local_fact"]
+    f = host.file(fact)
+    assert f.exists, f"{fact} is missing: the cuda role has not converged this node"
     return json.loads(f.content_string)
 
 
@@ -58,9 +57,10 @@ def test_default_toolkit(host, cuda):
         assert target == f"/usr/local/cuda-{cuda['default']}", f"/usr/local/cuda -> {target}"
 
 
-def test_cuda_job_runs(host, cuda):
+def test_cuda_job_runs(host, node, cuda):
     """a CUDA job runs on the GPU"""
-    driver = json.loads(host.file(DRIVER_FACT).content_string) if host.file(DRIVER_FACT).exists else {}
+    fact = host.file(node["nvidia_driver_local_fact"])
+    driver = json.loads(fact.content_string) if fact.exists else {}
     if int(driver.get("device_count", 0)) == 0:
         pytest.skip("no NVIDIA PCI device on this node: the CUDA job cannot run (not verified here)")
     nvcc = cuda["nvcc"][cuda["toolkits"].index(cuda["default"])]

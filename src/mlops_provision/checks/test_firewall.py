@@ -24,13 +24,13 @@ def test_nftables_enabled(host, kernel_node):
     assert host.service("nftables").is_enabled
     dropin = host.file("/etc/systemd/system/nftables.service.d/mlops-provision.conf").content_string
     assert f"delete table inet {_table(kernel_node)}" in dropin
-    assert "flush ruleset" not in host.file("/etc/nftables.conf").content_string
+    assert "flush ruleset" not in host.file(kernel_node["firewall_os_main_config"]).content_string
 
 
 def test_loaded_table_equals_file(host, kernel_node):
     """loaded table equals the file on disk"""
     table = _table(kernel_node)
-    path = f"/etc/nftables.d/{table}.nft"
+    path = kernel_node["firewall_file"]
     live = host.run(f"nft -s list table inet {table}")
     assert live.rc == 0, f"table inet {table} is not loaded: {live.stderr.strip()}"
     ns = f"mlopschk{uuid.uuid4().hex[:8]}"
@@ -76,8 +76,9 @@ def test_no_foreign_ruleset(host, kernel_node):
     from mlops_provision.checks.unmanaged import stranger_message, strangers, unmanaged
 
     table = _table(kernel_node)
-    found = strangers(host, "/etc/nftables.d", ours={f"{table}.nft"})
-    assert not found, stranger_message("/etc/nftables.d", found, "firewall_purge_unmanaged",
+    directory, ours = kernel_node["firewall_file"].rsplit("/", 1)  # the role's nftables.d and file
+    found = strangers(host, directory, ours={ours})
+    assert not found, stranger_message(directory, found, "firewall_purge_unmanaged",
                                         kernel_node["firewall_purge_unmanaged"])
     data = json.loads(host.check_output("nft -j list tables"))
     tables = [f"{t['table']['family']} {t['table']['name']}" for t in data["nftables"] if "table" in t]

@@ -15,7 +15,6 @@ import pytest
 
 from mlops_provision.checks.conftest import peer_host
 
-FACT = "/etc/ansible/facts.d/kubernetes.fact"
 CLUSTER_GROUPS = {"control_plane", "cpu_workers", "gpu_workers"}
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 KUBECTL = f"kubectl --kubeconfig {ADMIN_CONF}"
@@ -27,8 +26,9 @@ def k8s_node(host, node) -> dict:
         pytest.skip("not a cluster node (not in control_plane, cpu_workers or gpu_workers)")
     if node.in_container:
         pytest.skip("container: a Kubernetes node needs a kernel of its own (the role skips containers)")
-    f = host.file(FACT)
-    assert f.exists, f"{FACT} is missing: the kubernetes_node role has not converged this node"
+    fact = node["kubernetes_node_local_fact"]
+    f = host.file(fact)
+    assert f.exists, f"{fact} is missing: the kubernetes_node role has not converged this node"
     return json.loads(f.content_string)
 
 

@@ -17,8 +17,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mlops_provision.checks.test_postgresql import listeners
 
-CONFIG_DIR = "/etc/mlflow"
-TLS_DIR = f"{CONFIG_DIR}/tls"
 SANDBOXING = {  # systemctl show property -> value the unit must have
     "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
     "PrivateDevices": "yes", "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes",
@@ -70,7 +68,7 @@ def _curl(host, server: Server, url: str, *args: str):
     https, http = server["mlflow_https_port"], server["mlflow_http_port"]
     return host.run(
         "curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 20 "
-        f"--cacert {TLS_DIR}/ca.crt --resolve {name}:{https}:127.0.0.1 --resolve {name}:{http}:127.0.0.1 "
+        f"--cacert {server['mlflow_tls_ca_file']} --resolve {name}:{https}:127.0.0.1 --resolve {name}:{http}:127.0.0.1 "
         + " ".join(args) + f" '{url.format(name=name, https=https, http=http)}'")
 
 
@@ -83,7 +81,7 @@ def test_server_running(host, server):
     svc = host.service("mlflow")
     assert svc.is_running, "mlflow.service is not running"
     assert svc.is_enabled, "mlflow.service is not enabled at boot"
-    venv = f"{server['mlflow_home']}/venv"
+    venv = server["mlflow_venv"]
     version = host.check_output(f"{venv}/bin/python -c \"import importlib.metadata as m; print(m.version('mlflow'))\"")
     assert version == server["mlflow_version"], (
         f"MLflow {version} installed, mlflow_version is {server['mlflow_version']}")
@@ -106,7 +104,7 @@ def test_nginx_listens(host, server):
 
 def test_certificate(host, server):
     """certificate valid for the server names, chains to the site CA"""
-    cert = x509.load_pem_x509_certificate(host.file(f"{TLS_DIR}/mlflow.crt").content)
+    cert = x509.load_pem_x509_certificate(host.file(server["mlflow_tls_cert_file"]).content)
     now = datetime.datetime.now(datetime.UTC)
     assert cert.not_valid_before_utc <= now < cert.not_valid_after_utc, "the certificate is not valid now"
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -115,15 +113,15 @@ def test_certificate(host, server):
     missing = [n for n in server.names if n not in covered]
     assert not missing, f"the certificate does not cover {missing} (it covers {sorted(covered)})"
     if server.site_ca:
-        ca_pem = host.file(f"{TLS_DIR}/ca.crt").content
+        ca_pem = host.file(server["mlflow_tls_ca_file"]).content
         local = Path(server["mlflow_ca_certificate_path"])
         if not _unrendered(str(local)) and local.is_file():
-            assert local.read_bytes().strip() == ca_pem.strip(), f"{TLS_DIR}/ca.crt differs from {local}"
+            assert local.read_bytes().strip() == ca_pem.strip(), f"{server['mlflow_tls_ca_file']} differs from {local}"
         ca = x509.load_pem_x509_certificate(ca_pem)
         cert.verify_directly_issued_by(ca)  # raises if not signed by the site CA
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert ExtendedKeyUsageOID.SERVER_AUTH in eku
-    key = host.file(f"{TLS_DIR}/mlflow.key")
+    key = host.file(server["mlflow_tls_key_file"])
     assert key.user == "root" and key.mode == 0o600, f"{key.path}: {key.user} {key.mode:o}"
 
 
@@ -188,12 +186,12 @@ def test_unit_sandboxing_in_effect(host, server):
 
 def test_secret_files(host, server):
     """environment and auth config files are 0640 root:mlflow"""
-    for path in (f"{CONFIG_DIR}/mlflow.env", f"{CONFIG_DIR}/basic_auth.ini"):
+    for path in (server["mlflow_env_file"], server["mlflow_auth_config"]):
         f = host.file(path)
         assert f.exists, f"{path} is missing"
         assert (f.user, f.group, f.mode) == ("root", server["mlflow_group"], 0o640), (
             f"{path}: {f.user}:{f.group} {f.mode:o}")
-    env = host.file(f"{CONFIG_DIR}/mlflow.env").content_string
+    env = host.file(server["mlflow_env_file"]).content_string
     assert re.search(r"^PGPASSWORD=", env, re.M), "the database password is not passed by the environment file"
     cmdline = host.file(f"/proc/{_main_pid(host)}/cmdline").content_string.replace("\0", " ")
     user = cmdline.split("://", 1)[1].split("@", 1)[0]
@@ -226,7 +224,7 @@ def test_backup_timer(host, server):
     assert timer.is_running and timer.is_enabled, "mlflow-backup.timer is not active and enabled"
     calendar = host.check_output("systemctl show -p TimersCalendar --value mlflow-backup.timer")
     assert "OnCalendar=" in calendar, calendar
-    for script in ("/usr/local/sbin/mlflow-backup", "/usr/local/sbin/mlflow-restore"):
+    for script in (server["mlflow_backup_script"], server["mlflow_restore_script"]):
         f = host.file(script)
         assert f.exists and f.user == "root" and f.mode == 0o750, f"{script} missing or not root's 0750"
     backups = host.file(server["mlflow_backup_dir"])

@@ -13,9 +13,6 @@ import re
 
 import pytest
 
-FACT = "/etc/ansible/facts.d/nvidia_driver.fact"
-NOUVEAU_CONF = "/etc/modprobe.d/mlops-provision-nouveau.conf"
-
 
 def local_fact(host, path: str) -> dict:
     f = host.file(path)
@@ -27,7 +24,7 @@ def local_fact(host, path: str) -> dict:
 def driver(host, node) -> dict:
     if "gpu_workers" not in node.groups:
         pytest.skip("not in group gpu_workers: no NVIDIA driver here")
-    fact = local_fact(host, FACT)
+    fact = local_fact(host, node["nvidia_driver_local_fact"])
     if "skipped" in fact:
         pytest.skip(f"the GPU layer skips this host: {fact['skipped']}")
     return fact
@@ -94,12 +91,13 @@ def test_module_signed_when_secure_boot(host, driver):
     assert not unsigned, f"unsigned module for kernels {unsigned}: the kernel would refuse it"
 
 
-def test_nouveau_blacklisted_in_every_initramfs(host, driver):
+def test_nouveau_blacklisted_in_every_initramfs(host, node, driver):
     """nouveau blacklisted, also in each kernel's initramfs"""
-    conf = host.file(NOUVEAU_CONF)
+    nouveau_conf = node["nvidia_driver_nouveau_conf"]
+    conf = host.file(nouveau_conf)
     assert conf.exists and "blacklist nouveau" in conf.content_string
     lacking = [k for k in installed_kernels(host)
-               if host.run(f"lsinitramfs /boot/initrd.img-{k} | grep -qx '{NOUVEAU_CONF.lstrip('/')}'").rc != 0]
+               if host.run(f"lsinitramfs /boot/initrd.img-{k} | grep -qx '{nouveau_conf.lstrip('/')}'").rc != 0]
     assert not lacking, f"initramfs without the nouveau blacklist: {lacking}"
 
 

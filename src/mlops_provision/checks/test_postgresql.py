@@ -18,10 +18,7 @@ def _service(pg) -> str:
 
 
 def _data_dir(pg) -> str:
-    if pg["postgresql_data_dir"]:
-        return pg["postgresql_data_dir"]
-    root = pg.vars.get("mlops_data_dir") or "/srv/mlops"
-    return f"{root}/postgresql/{pg['postgresql_os_version']}/{pg['postgresql_cluster_name']}"
+    return pg["postgresql_cluster_data_dir"]  # postgresql_data_dir, or the role's default
 
 
 def listeners(host, port: int) -> set[str]:
@@ -92,9 +89,10 @@ def test_settings_come_from_our_files(host, pg):
     """pg_settings: every file setting comes from postgresql.conf or ours"""
     from mlops_provision.checks.unmanaged import unmanaged
 
+    ours = pg["postgresql_conf_file"].rsplit("/", 1)[1]
     rows = _psql(host, pg, "select name, setting, sourcefile from pg_settings where sourcefile is not null "
                            "and sourcefile not like '%/postgresql.conf' "
-                           "and sourcefile not like '%/60-mlops-provision.conf'")
+                           f"and sourcefile not like '%/{ours}'")
     conf_d = pg["postgresql_conf_file"].rsplit("/", 1)[0] + "/"
     purged = pg["postgresql_purge_unmanaged"] and all(r[2].startswith(conf_d) for r in rows)
     hint = ("(`up` removes the file: postgresql_purge_unmanaged is on)" if purged

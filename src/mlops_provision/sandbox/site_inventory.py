@@ -85,13 +85,14 @@ def group_secrets(inventory: Path, vault_password: Path, group: str) -> dict[str
 
 def group_vars(directory: Path, inventory: Path, vault_password: Path, group: str) -> dict:
     """Variables the sandbox gives a group (generated secrets, names the tests use)."""
-    if group != "mlflow":
-        return {}
-    # The admin-side client reaches MLflow at https://localhost:<published port>. The site CA
-    # stays in the sandbox directory also for copies of this inventory made elsewhere.
-    return {**group_secrets(inventory, vault_password, "mlflow"), "mlflow_extra_server_names": ["localhost"],
-            "mlflow_ca_certificate_path": str(directory / "mlflow-ca.crt"),
-            "mlflow_ca_key_path": str(directory / "mlflow-ca.key.vault")}
+    out: dict = dict(group_secrets(inventory, vault_password, group)) if group in GROUP_SECRETS else {}
+    if group == "mlflow":
+        # The admin-side client reaches MLflow at https://localhost:<published port>. The site CA
+        # stays in the sandbox directory also for copies of this inventory made elsewhere.
+        out |= {"mlflow_extra_server_names": ["localhost"],
+                "mlflow_ca_certificate_path": str(directory / "mlflow-ca.crt"),
+                "mlflow_ca_key_path": str(directory / "mlflow-ca.key.vault")}
+    return out
 
 
 def write_inventory(directory: Path, state: State, key: Path, site_vars: dict) -> Path:

@@ -10,7 +10,7 @@ options with Ansible's argument-spec validator; runs the platform's cross-field 
 expected.
 
 Modules: ``yamlfile`` (safe YAML with lines, alias bound), ``layout`` (files, blocks, shape),
-``vault``, ``roles`` (argument specs, site variables, group-to-role map from the playbooks),
+``vault``, ``roles`` (argument specs, site variables, the plays and their roles from the playbooks),
 ``values`` (one value against a spec), ``check`` (names, types, required), ``resolve``
 (Ansible's answers), ``hostview`` + ``rules`` (cross-field rules), ``load``.
 """
@@ -33,8 +33,5 @@ def hosts_matching(site: Site, pattern: str | None) -> list[str]:
     return site.matching(pattern)
 
 
-Inventory = Site  # the name the runner and the checks used
-
 __all__ = ["ALLOWED_GROUPS", "BAD_VAULT_PASSWORD", "GROUP_SECRETS", "NO_VAULT_PASSWORD",
-           "SITE_VARS", "Inventory", "InventoryInvalid", "Problem", "Site", "hosts_matching",
-           "load"]
+           "SITE_VARS", "InventoryInvalid", "Problem", "Site", "hosts_matching", "load"]

@@ -15,7 +15,7 @@ from mlops_provision.site.hostview import HostView, host_blocks
 from mlops_provision.site.layout import Layout, find_inventory, read_layout
 from mlops_provision.site.problems import InventoryInvalid, Problems
 from mlops_provision.site.resolve import AnsibleSite
-from mlops_provision.site.roles import group_roles, load_role_specs, roles_of
+from mlops_provision.site.roles import load_role_specs, roles_of, roles_run
 from mlops_provision.site.values import plain
 from mlops_provision.site.vault import Vault
 
@@ -52,13 +52,20 @@ class Site:
         """The hosts ``--limit pattern`` selects, as Ansible selects them."""
         return self.ansible.matching(pattern) if self.ansible else []
 
+    def roles(self, host: str) -> list[str]:
+        """The roles the host runs: those of every play whose ``hosts:`` pattern selects it, the
+        pattern resolved by Ansible."""
+        if self.ansible is None:
+            return []
+        return sorted(roles_of(host, self.ansible.play_hosts, paths.playbook().parent))
+
     def role_vars(self, host: str, facts: dict[str, Any] | None = None,
                   roles: list[str] | None = None) -> dict[str, Any]:
         """The variables the roles the host runs see there, templated by Ansible."""
         if self.ansible is None:
             return {}
         if roles is None:
-            roles = sorted(roles_of(self.host_groups(host), paths.playbook().parent))
+            roles = self.roles(host)
         return self.ansible.role_vars(host, roles, facts)
 
     def __repr__(self) -> str:
@@ -95,7 +102,7 @@ def load(path: str | os.PathLike[str], vault_password_file: str | os.PathLike[st
             check.check_block(block, specs, problems)
     ansible, views = _resolve(layout, vault, specs, problems, strict)
     if ansible is not None:
-        run = {r for roles in group_roles(paths.playbook().parent).values() for r in roles}
+        run = roles_run(paths.playbook().parent)
         for view in views:
             check.check_required(view, run)
             check.check_address(view)
@@ -122,7 +129,7 @@ def _resolve(layout: Layout, vault: Vault, specs: Any, problems: Problems,
             groups = ansible.host_groups(host)
             views.append(HostView(
                 name=host, vars=ansible.host_vars(host, names), groups=groups,
-                roles=roles_of(groups, paths.playbook().parent), specs=specs,
+                roles=roles_of(host, ansible.play_hosts, paths.playbook().parent), specs=specs,
                 inventory=layout.inventory, line=layout.host_lines.get(host),
                 blocks=host_blocks(layout, host, ansible.group_order(host)),
                 vault_failed=vault.failed, problems=problems))

@@ -76,6 +76,20 @@ class AnsibleSite:
             self.inventory.remove_restriction()
             self.inventory.subset(None)
 
+    def play_hosts(self, pattern: str | tuple[str, ...]) -> set[str]:
+        """The hosts a play with ``hosts: pattern`` runs on (no ``--limit``), as
+        ``ansible-playbook`` selects them."""
+        from ansible import constants as C
+
+        hosts = list(pattern) if isinstance(pattern, tuple) else pattern
+        # A play may name a group this site does not declare (no GPU workers): that selects no
+        # host, as in ansible-playbook, without its warning on the admin's terminal.
+        mismatch, C.HOST_PATTERN_MISMATCH = C.HOST_PATTERN_MISMATCH, "ignore"
+        try:
+            return {h.name for h in self.inventory.get_hosts(hosts)}
+        finally:
+            C.HOST_PATTERN_MISMATCH = mismatch
+
     def role_vars(self, host: str, roles: Iterable[str], facts: dict[str, Any] | None = None,
                   roles_dir: Path | None = None) -> dict[str, Any]:
         """What the roles see on ``host``: a play of ``roles`` on the host, with ``facts``

@@ -1,10 +1,11 @@
 """What the roles and playbooks declare: each role's options (``meta/argument_specs.yml``, per
-entry point) and defaults, the site's own variables, and which roles a group runs (read from
-the playbooks' ``hosts:`` and ``roles:``, never written again here)."""
+entry point) and defaults, the site's own variables, and which roles a host runs (read from
+the playbooks' ``hosts:`` and ``roles:``, never written again here; the ``hosts:`` patterns
+resolved by Ansible)."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,8 @@ ALLOWED_GROUPS: tuple[str, ...] = (
 #: Variables of the site itself (connection settings and platform-wide facts), typed like a
 #: role's ``argument_specs`` options. ``format`` adds a check of the value: ``ip`` (an IP
 #: address), ``host`` (an IP address or DNS hostname), ``cidr`` (a CIDR network), ``port``
-#: (1-65535); on a list it applies to each element.
+#: (1-65535); on a list it applies to each element. The site-wide values the roles read
+#: (mlops_data_dir, mlops_admin_cidrs, ...) are typed once, in role mlops's argument specs.
 SITE_VARS: dict[str, dict[str, Any]] = {
     "ansible_host": {"type": "str", "format": "host",
                      "description": "Address Ansible connects to (IP address or DNS name)."},
@@ -39,11 +41,6 @@ SITE_VARS: dict[str, dict[str, Any]] = {
     "ansible_group_priority": {"type": "int", "description": "Group variable merge priority."},
     "mlops_node_address": {"type": "str", "format": "ip",
                            "description": "The node's address on the cluster network."},
-    "mlops_admin_cidrs": {"type": "list", "elements": "str", "format": "cidr",
-                          "description": "Networks administrators connect from."},
-    "mlops_data_dir": {"type": "path",
-                       "description": "Where services keep their data (the encrypted volume's mount "
-                                      "point; default /srv/mlops)."},
     "mlops_drift_webhook_url": {"type": "str", "description": "HTTPS URL `drift` POSTs its JSON report to."},
     "mlops_drift_webhook_token": {"type": "str", "description": "Bearer token of the drift webhook (use vault)."},
     "mlops_drift_webhook_ca_file": {"type": "path",
@@ -108,16 +105,26 @@ def load_role_specs(roles_dir: Path) -> RoleSpecs:
     return specs
 
 
+@dataclass(frozen=True)
+class PlayRoles:
+    """One play of the playbooks: its name, its ``hosts:`` pattern as written, and the roles it
+    runs."""
+
+    name: str
+    hosts: str | tuple[str, ...]
+    roles: tuple[str, ...]
+
+
 @lru_cache(maxsize=8)
-def group_roles(playbooks_dir: Path) -> dict[str, tuple[str, ...]]:
-    """The roles each group runs, from the plays of ``playbooks_dir/*.yml``: a play's
-    ``hosts:`` (each group named in it) and its ``roles:`` plus the roles its tasks include
-    whole and unconditionally (``include_role``/``import_role`` without ``tasks_from`` or
-    ``when``), in the order they first appear."""
-    out: dict[str, list[str]] = {}
+def plays(playbooks_dir: Path) -> tuple[PlayRoles, ...]:
+    """The plays of ``playbooks_dir/*.yml``: each play's ``hosts:`` pattern and its ``roles:``
+    plus the roles its tasks include whole and unconditionally (``include_role``/
+    ``import_role`` without ``tasks_from`` or ``when``), in the order they first appear. A play
+    whose pattern is a template (only Ansible can render it) is left out."""
+    out: list[PlayRoles] = []
     for book in sorted(playbooks_dir.glob("*.yml")):
-        plays = yaml.safe_load(book.read_text()) or []
-        for play in plays if isinstance(plays, list) else []:
+        data = yaml.safe_load(book.read_text()) or []
+        for play in data if isinstance(data, list) else []:
             if not isinstance(play, dict) or "hosts" not in play:
                 continue
             roles = [r.get("role") or r.get("name") if isinstance(r, dict) else r
@@ -126,14 +133,12 @@ def group_roles(playbooks_dir: Path) -> dict[str, tuple[str, ...]]:
                 for task in play.get(section) or []:
                     roles += _included_roles(task)
             hosts = play["hosts"]
-            names = hosts if isinstance(hosts, list) else re.split(r"[,:]", str(hosts))
-            for name in names:
-                name = str(name).strip()
-                if not name or name[0] in "!&~" or "{" in name:
-                    continue
-                have = out.setdefault(name, [])
-                have += [r for r in roles if isinstance(r, str) and r not in have]
-    return {g: tuple(r) for g, r in out.items()}
+            hosts = tuple(str(h) for h in hosts) if isinstance(hosts, list) else str(hosts)
+            if "{{" in str(hosts):
+                continue
+            unique = tuple(dict.fromkeys(r for r in roles if isinstance(r, str)))
+            out.append(PlayRoles(str(play.get("name", "")), hosts, unique))
+    return tuple(out)
 
 
 def _included_roles(task: Any) -> list[str]:
@@ -154,7 +159,15 @@ def _included_roles(task: Any) -> list[str]:
     return found
 
 
-def roles_of(groups: set[str] | list[str], playbooks_dir: Path) -> set[str]:
-    """The roles a host in ``groups`` (``all`` included or not) runs."""
-    table = group_roles(playbooks_dir)
-    return {r for g in {*groups, "all"} for r in table.get(g, ())}
+def roles_run(playbooks_dir: Path) -> set[str]:
+    """Every role some play runs."""
+    return {r for play in plays(playbooks_dir) for r in play.roles}
+
+
+def roles_of(host: str, play_hosts: Callable[[str | tuple[str, ...]], Iterable[str]],
+             playbooks_dir: Path) -> set[str]:
+    """The roles ``host`` runs: those of every play whose ``hosts:`` pattern selects it, as
+    ``play_hosts`` (Ansible's own host matching, :meth:`AnsibleSite.play_hosts`) resolves the
+    pattern (``a:b``, ``a:&b``, ``a:!b``, globs, groups of groups)."""
+    return {r for play in plays(playbooks_dir) if host in play_hosts(play.hosts)
+            for r in play.roles}

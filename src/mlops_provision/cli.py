@@ -132,13 +132,16 @@ def up(inventory_path: Path, vault_password_file: Path | None, limit: str | None
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JUnit XML to this file.")
 @click.option("-k", "select", default=None, help="Only checks matching this pytest -k expression.")
-@click.option("--compliance", is_flag=True, help="Also score each node with Lynis (takes minutes).")
+@click.option("--compliance", is_flag=True,
+              help="Also scan each node with Lynis and OpenSCAP (takes minutes; HTML reports go to the run record).")
 @click.option("--lynis-min-index", default=85, show_default=True, type=click.IntRange(0, 100),
               help="Lynis hardening index a node must reach with --compliance.")
+@click.option("--scap-profile", default="anssi_bp28_intermediary", show_default=True,
+              help="SCAP Security Guide profile OpenSCAP evaluates with --compliance (e.g. anssi_bp28_minimal).")
 @output_option
 def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
            junit: Path | None, select: str | None, compliance: bool, lynis_min_index: int,
-           output: str) -> None:
+           scap_profile: str, output: str) -> None:
     """Prove the hosts' state with the Testinfra checks. Exit 0 all pass, 1 otherwise."""
     from mlops_provision import reports
     from mlops_provision.verify import run_checks
@@ -147,12 +150,15 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
     inventory = _load_or_exit(inventory_path, vault_password_file, limit)
     err.print(f"verifying {len(hosts_matching(inventory, limit))} host(s)…")
     report = run_checks(inventory, limit=limit, vault_password_file=vault_password_file,
-                        select=select, compliance=compliance, lynis_min_index=lynis_min_index)
+                        select=select, compliance=compliance, lynis_min_index=lynis_min_index,
+                        scap_profile=scap_profile)
     if not report.results:
         err.print("[bold red]no check ran[/]; pytest said:\n" + report.output_tail, markup=True)
     from mlops_provision.drift.run import save_verify_record
 
-    save_verify_record(inventory, report)
+    record = save_verify_record(inventory, report)
+    if report.artifacts:
+        err.print(f"reports kept in {record}")
     if junit:
         reports.verify_junit(report, junit)
     if output == "json":

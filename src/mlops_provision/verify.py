@@ -40,6 +40,8 @@ class VerifyReport:
     duration_s: float = 0.0
     pytest_rc: int | None = None
     output_tail: str = ""
+    #: files the checks left for the run record (e.g. OpenSCAP's HTML report per node), by name
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
@@ -61,6 +63,7 @@ class VerifyReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["artifacts"] = sorted(self.artifacts)
         d["counts"] = self.counts()
         d["exit_code"] = self.exit_code
         return d
@@ -79,7 +82,8 @@ def batches(hosts: list[str], jobs: int) -> list[list[str]]:
 
 def run_checks(inventory: Inventory, *, limit: str | None = None,
                vault_password_file: Path | None = None, select: str | None = None,
-               compliance: bool = False, lynis_min_index: int = 85, jobs: int | None = None) -> VerifyReport:
+               compliance: bool = False, lynis_min_index: int = 85, scap_profile: str | None = None,
+               jobs: int | None = None) -> VerifyReport:
     """Run every check on every selected host: hosts in parallel, one pytest process per batch
     (``jobs``, default MLOPS_VERIFY_JOBS or :data:`DEFAULT_JOBS`), each over SSH connections that
     testinfra keeps open (ControlMaster) for all of a host's checks."""
@@ -95,9 +99,12 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
         control_dir.mkdir()
         ssh_config = Path(tmp) / "ssh_config"
         ssh_config.write_text(mux_config(control_dir))
+        artifacts = Path(tmp) / "artifacts"
+        artifacts.mkdir()
         env = {**os.environ, **ansible_env(vault_password_file), "MLOPS_SSH_CONFIG": str(ssh_config),
                "MLOPS_INVENTORY": str(inventory.path.resolve()), "PYTHONDONTWRITEBYTECODE": "1",
-               "MLOPS_LYNIS_MIN_INDEX": str(lynis_min_index), "MLOPS_COMPLIANCE": "1" if compliance else "0"}
+               "MLOPS_LYNIS_MIN_INDEX": str(lynis_min_index), "MLOPS_COMPLIANCE": "1" if compliance else "0",
+               "MLOPS_ARTIFACTS_DIR": str(artifacts), "MLOPS_SCAP_PROFILE": scap_profile or ""}
         procs = []
         for index, batch in enumerate(batches(hosts, jobs) or [[]]):
             results_file = Path(tmp) / f"results-{index}.jsonl"
@@ -131,6 +138,7 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
                 for line in results_file.read_text().splitlines():
                     rec = scrub.data(json.loads(line))
                     report.results.append(CheckResult(**rec))
+        report.artifacts = {p.name: p.read_bytes() for p in sorted(artifacts.iterdir()) if p.is_file()}
     report.results.sort(key=lambda r: (r.host, r.module, r.check))
     report.duration_s = round(time.monotonic() - t0, 1)
     return report

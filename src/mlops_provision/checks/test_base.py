@@ -112,16 +112,22 @@ def test_etc_hosts(host, node):
 
 
 def test_admin_group(host, node):
-    """admin group exists with its sudo rule"""
+    """admin group exists with its sudo rule, sudo's defaults set"""
     group = node["base_admin_group"]
     assert host.group(group).exists, f"group {group} does not exist"
+    directory = host.file(node["base_os_sudoers_dir"])
+    assert (directory.user, directory.group, directory.mode) == ("root", "root", 0o750), \
+        f"{directory.path}: {directory.user}:{directory.group} {directory.mode:o}, expected root:root 750"
     rule = host.file(f"{node['base_os_sudoers_dir']}/mlops-provision")
-    if node["base_admin_group_sudo"]:
-        assert rule.exists, f"{rule.path} is missing"
-        assert rule.mode == 0o440, f"{rule.path} has mode {rule.mode:o}, expected 440"
-        assert f"%{group} ALL=(ALL:ALL) ALL" in rule.content_string
-    else:
-        assert not rule.exists, f"{rule.path} exists but base_admin_group_sudo is false"
+    assert rule.exists, f"{rule.path} is missing"
+    assert rule.mode == 0o440, f"{rule.path} has mode {rule.mode:o}, expected 440"
+    text = rule.content_string
+    missing = [option for option in node["base_sudo_defaults"] if f"Defaults {option}\n" not in text]
+    assert not missing, f"{rule.path} lacks Defaults {missing}"
+    granted = f"%{group} ALL=(ALL:ALL) ALL" in text
+    assert granted == node["base_admin_group_sudo"], (
+        f"{rule.path}: group rule {'present' if granted else 'absent'}, "
+        f"base_admin_group_sudo is {node['base_admin_group_sudo']}")
 
 
 # --- effective state and files next to ours (drift) -----------------------------------------

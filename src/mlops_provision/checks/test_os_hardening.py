@@ -66,7 +66,7 @@ def test_password_login_refused_key_login_works(node):
 def test_sysctl_effective_values(host, kernel_node):
     """kernel parameters have their effective values"""
     wrong = {}
-    for key, value in kernel_node["os_hardening_sysctl"].items():
+    for key, value in kernel_node["os_hardening_sysctl_effective"].items():
         got = host.run(f"sysctl -n {key}")
         if got.rc != 0 or got.stdout.split() != str(value).split():
             wrong[key] = (got.stdout.strip() or got.stderr.strip(), value)
@@ -88,9 +88,21 @@ def test_sysctl_values_survive_reboot(host, kernel_node):
             key, _, value = line.partition("=")
             key = key.strip().lstrip("-").replace("/", ".")
             at_boot[key], source[key] = value.split(), current
+    wanted = kernel_node["os_hardening_sysctl_effective"]
     wrong = {key: (" ".join(at_boot.get(key, ["unset"])), value, source.get(key))
-             for key, value in kernel_node["os_hardening_sysctl"].items() if at_boot.get(key) != str(value).split()}
+             for key, value in wanted.items() if at_boot.get(key) != str(value).split()}
     assert not wrong, f"value at boot differs (at boot, expected, from file): {wrong}"
+
+
+def test_kernel_cmdline(host, kernel_node):
+    """kernel runs with the hardening's command-line options"""
+    wanted = kernel_node["os_hardening_kernel_cmdline"]
+    dropin = host.file(kernel_node["os_hardening_os_grub_dropin"])
+    if host.file("/etc/default/grub").exists:
+        assert dropin.exists and " ".join(wanted) in dropin.content_string, f"{dropin.path} does not pass {wanted}"
+    cmdline = host.file("/proc/cmdline").content_string.split()
+    missing = [a for a in wanted if a not in cmdline]
+    assert not missing, f"not on the running kernel's command line (reboot required?): {missing}"
 
 
 def test_modules(host, kernel_node):
@@ -114,9 +126,71 @@ def test_login_defs_and_core_dumps(host, node):
         assert limits.exists and "* hard core 0" in limits.content_string, "core dumps are not forbidden"
 
 
+def _settings(text: str) -> dict[str, str]:
+    """key = value lines (pwquality.conf, faillock.conf), comments skipped."""
+    return {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in text.splitlines())
+            if _ and not k.lstrip().startswith("#")}
+
+
+def test_password_policy(host, node):
+    """password rules, lockout after failures and password history in effect"""
+    with host.sudo():
+        pwquality = _settings(host.file("/etc/security/pwquality.conf").content_string)
+        faillock = _settings(host.file("/etc/security/faillock.conf").content_string)
+        auth = host.file("/etc/pam.d/common-auth").content_string
+        account = host.file("/etc/pam.d/common-account").content_string
+        password = host.file("/etc/pam.d/common-password").content_string
+        root_max = host.check_output("getent shadow root | cut -d: -f5")
+    wrong = {f"pwquality {k}": (pwquality.get(k), v) for k, v in node["os_hardening_pwquality"].items()
+             if pwquality.get(k) != str(v)}
+    wrong |= {f"faillock {k}": (faillock.get(k), v) for k, v in node["os_hardening_faillock"].items()
+              if faillock.get(k) != str(v)}
+    assert not wrong, f"settings differ (got, expected): {wrong}"
+    # The order matters: count before pam_unix, lock after it fails.
+    # "auth <control> <module> [first argument]"; a control may be "[a=b c=d]", with spaces
+    lines = [re.match(r"auth\s+(?:\[[^]]*\]|\S+)\s+(\S+)\s*(\S*)", line) for line in auth.splitlines()]
+    stack = [f"{m.group(1)} {m.group(2)}".strip() for m in lines if m]
+    names = [entry.split()[0] for entry in stack]
+    wanted = ("pam_faillock.so preauth", "pam_faillock.so authfail")
+    assert all(w in stack for w in wanted) and "pam_unix.so" in names, f"common-auth does not lock accounts: {stack}"
+    assert stack.index(wanted[0]) < names.index("pam_unix.so") < stack.index(wanted[1]), \
+        f"common-auth: pam_faillock is not around pam_unix: {stack}"
+    assert re.search(r"^account\s+required\s+pam_faillock\.so", account, re.M), "common-account lacks pam_faillock"
+    remember = node["os_hardening_password_remember"]
+    assert re.search(rf"^password\s.*\spam_pwhistory\.so\s.*\bremember={remember}\b", password, re.M), \
+        f"common-password does not refuse the last {remember} passwords"
+    assert re.search(rf"^password\s.*\spam_unix\.so\s.*\brounds={node['os_hardening_password_rounds']}\b",
+                     password, re.M), "pam_unix hashes new passwords without the configured rounds"
+    assert root_max.strip() == str(node["os_hardening_root_password_max_days"]), \
+        f"root's maximum password age is {root_max!r}"
+
+
+def test_idle_sessions_end(host, node):
+    """idle interactive sessions end (shell TMOUT, logind)"""
+    timeout = node["os_hardening_session_timeout"]
+    shell = host.run("bash -lic 'echo TMOUT=$TMOUT' 2>/dev/null").stdout
+    assert f"TMOUT={timeout or ''}\n" in shell, \
+        f"a login shell has {shell.strip()!r}, expected TMOUT={timeout or ''}"
+    usec = host.run("busctl get-property org.freedesktop.login1 /org/freedesktop/login1 "
+                    "org.freedesktop.login1.Manager StopIdleSessionUSec")
+    if usec.rc != 0:
+        pytest.skip(f"logind does not answer: {usec.stderr.strip()}")
+    want = str(timeout * 1_000_000) if timeout else "18446744073709551615"
+    assert usec.stdout.split() == ["t", want], f"logind StopIdleSessionUSec is {usec.stdout.strip()}, expected {want}"
+
+
 def test_audit_tools(host, node):
     """hardening tools installed, sysstat collecting"""
-    missing = [p for p in node["os_hardening_tool_packages"] if not host.package(p).is_installed]
+    wanted = list(node["os_hardening_tool_packages"])
+    if node["os_hardening_install_openscap"]:
+        wanted += node["os_hardening_os_openscap_packages"]
+        # the packages named by os_hardening_scap_content_debs, at those versions
+        for deb in node["os_hardening_scap_content_debs"]:
+            name, version = deb["url"].rsplit("/", 1)[-1].split("_")[:2]
+            got = host.package(name)
+            assert got.is_installed and got.version == version, \
+                f"{name} {version} is not installed ({got.version if got.is_installed else 'absent'})"
+    missing = [p for p in wanted if not host.package(p).is_installed]
     assert not missing, f"packages not installed: {missing}"
     if "sysstat" in node["os_hardening_tool_packages"]:
         assert re.search(r'^ENABLED="true"', host.file("/etc/default/sysstat").content_string, re.M), \

@@ -74,7 +74,10 @@ def save_verify_record(site: Site, report: VerifyReport) -> Path:
     run_dir = runs / f"{stamp}-verify"
     private_dir(run_dir)
     data = {"verb": "verify", **report.to_dict()}
-    _write_private(run_dir / "summary.json", json.dumps(Scrubber(site.secrets()).data(data), indent=2))
+    scrub = Scrubber(site.secrets())
+    _write_private(run_dir / "summary.json", json.dumps(scrub.data(data), indent=2))
+    for name, content in report.artifacts.items():  # e.g. OpenSCAP's HTML report per node
+        _write_private(run_dir / name, scrub.text(content.decode("utf-8", "replace")))
     return run_dir
 
 

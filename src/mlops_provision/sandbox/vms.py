@@ -14,6 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
+from mlops_provision import paths
 from mlops_provision.errors import command_failed
 from mlops_provision.sandbox.backend import Backend, Log
 from mlops_provision.sandbox.errors import SandboxError
@@ -24,8 +27,17 @@ MEMORY_MB = int(os.environ.get("MLOPS_SANDBOX_VM_MEMORY_MB", "2048"))
 CPUS = int(os.environ.get("MLOPS_SANDBOX_VM_CPUS", "2"))
 DATA_DISK_SIZE = "8G"
 DATA_DISK_DEVICE = "/dev/disk/by-id/virtio-mlops-data"
-# The sandbox's boot loader is QEMU: it passes what GRUB would (audit from boot, for the audit role).
-KERNEL_ARGS = "audit=1 audit_backlog_limit=8192"
+#: The sandbox's boot loader is QEMU: it passes what the roles write for GRUB (audit from boot,
+#: the hardening's kernel options), read from the roles' defaults so that there is one list.
+KERNEL_ARGS_FROM = {"audit": "audit_kernel_args", "os_hardening": "os_hardening_kernel_cmdline"}
+
+
+def kernel_args() -> str:
+    args: list[str] = []
+    for role, variable in KERNEL_ARGS_FROM.items():
+        defaults = yaml.safe_load((paths.roles_dir() / role / "defaults" / "main.yml").read_text())
+        args += [str(a) for a in defaults[variable]]
+    return " ".join(args)
 #: Each VM emulates its CPUs in software (TCG) and holds MEMORY_MB: beyond a handful, nodes
 #: time out booting on a small machine long before addresses run out.
 MAX_VMS = 9
@@ -120,7 +132,7 @@ class VmBackend(Backend):
             _run(["mkfs.ext4", "-q", "-F", "-L", "MLOPSSEED", "-d", str(seed), str(seed_img), "8M"],
                  f"creating {node.name}'s seed disk", stdout=subprocess.DEVNULL)
             append = (f"root=LABEL=mlops-root rw console=ttyS0 net.ifnames=0 mlops.seed=disk "
-                      f"systemd.hostname={node.name} {KERNEL_ARGS}")
+                      f"systemd.hostname={node.name} {kernel_args()}")
             cmd = [
                 "qemu-system-x86_64", "-name", node.name,
                 "-accel", "tcg,thread=multi", "-smp", str(CPUS), "-m", str(MEMORY_MB),

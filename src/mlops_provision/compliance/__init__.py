@@ -1,0 +1,1 @@
+"""Compliance scans: OpenSCAP results read against the platform's documented waivers."""

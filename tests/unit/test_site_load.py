@@ -710,7 +710,7 @@ def test_mlflow_weak_password_through_a_vault_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("line", "key", "other"), [
     ("mlflow_port: 5432", "mlflow_port", "postgresql_port (role postgresql)"),
     ("postgresql_port: 5000", "postgresql_port", "mlflow_port (role mlflow)"),
-    ("mlflow_https_port: 22", "mlflow_https_port", "firewall_ssh_port (role firewall)"),
+    ("mlflow_https_port: 22", "mlflow_https_port", "mlops_ssh_port (role mlops)"),
     ("mlflow_http_port: 443", "mlflow_http_port", "mlflow_https_port (role mlflow)"),
 ])
 def test_port_clash_between_roles_of_a_host(tmp_path: Path, line: str, key: str, other: str) -> None:

@@ -358,7 +358,7 @@ def _vault_text(inventory: Path, plaintext: str) -> VaultText:
 @pytest.mark.parametrize(("name", "setting", "key", "expected"), [
     ("weak-admin", ("mlflow_admin_password", "vault:password1234"), "mlflow_admin_password", "is too weak"),
     ("plain-db", ("mlflow_db_password", "plain-text-password"), "mlflow_db_password", "is plain text"),
-    ("port-clash", ("mlflow_https_port", 22), "mlflow_https_port", "also firewall_ssh_port"),
+    ("port-clash", ("mlflow_https_port", 22), "mlflow_https_port", "also mlops_ssh_port"),
 ])
 def test_bad_input_is_refused_before_any_host(inventory, first_up, name, setting, key, expected):
     var, value = setting

@@ -730,7 +730,9 @@ def test_port_clash_only_among_roles_the_host_runs(tmp_path: Path) -> None:
 
 
 def test_same_service_ports_and_client_ports_are_no_clash(tmp_path: Path) -> None:
-    site = mlflow_site(tmp_path, "firewall_ssh_port: 2222", "os_hardening_ssh_port: 2222",
+    site = mlflow_site(tmp_path, "mlops_ssh_port: 2222", "mlflow_db_port: 5432")
+    load(site, vault_password_file=site / "pw")
+    site = mlflow_site(tmp_path / "split", "firewall_ssh_port: 2222", "os_hardening_ssh_port: 2222",
                        "mlflow_db_port: 5432")
     assert load(site, vault_password_file=site / "pw").hostvars("mlf1")["mlflow_db_port"] == 5432
 

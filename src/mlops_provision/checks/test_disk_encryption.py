@@ -70,7 +70,7 @@ def test_opens_at_boot(host, kernel_node, volumes):
         if tang:
             assert len(fields) == 4 and "_netdev" in fields[3].split(","), f"crypttab {vol['name']}: no _netdev"
         assert f"/dev/mapper/{vol['name']} {vol['mountpoint']} " in fstab, f"{vol['mountpoint']} not in fstab"
-        wanted = {o for o in vol.get("mount_options", "nodev,nosuid").split(",") if o}
+        wanted = {o for o in vol.get("mount_options", kernel_node["disk_encryption_mount_options"]).split(",") if o}
         live = set(host.check_output(f"findmnt -n -o OPTIONS --target {vol['mountpoint']}").split(","))
         assert wanted <= live, f"{vol['mountpoint']} is mounted without {sorted(wanted - live)}"
     tab = host.file("/etc/crypttab")

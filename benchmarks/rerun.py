@@ -3,6 +3,13 @@
     .venv/bin/python benchmarks/rerun.py                       # 1, 3 and 10 containers
     .venv/bin/python benchmarks/rerun.py --nodes 1 3 10 50     # 50 as well
     .venv/bin/python benchmarks/rerun.py --nodes 3 --repeat 3  # medians over 3 runs
+    .venv/bin/python benchmarks/rerun.py --nodes 1 --gpu-workers 1   # with the GPU layer
+
+With ``--gpu-workers N`` the last N nodes of each sandbox move from cpu_workers to gpu_workers
+and get the GPU layer from Debian's archive (driver 535 built by DKMS for the node's kernels,
+Debian's CUDA toolkit 11.8, containerd): the sandbox has no GPU, so they install without a
+device and without NVIDIA's container toolkit (not in Debian), as tests/integration/test_gpu.py
+does.
 
 For each node count it brings up its own sandbox in a temporary site, runs the full stack
 (`up`) once, then times, with `--repeat` runs each (median):
@@ -34,6 +41,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
+
+from mlops_provision.sandbox.site_inventory import InventoryDumper, InventoryLoader
 
 CLI = [sys.executable, "-m", "mlops_provision.cli"]
 
@@ -116,7 +127,35 @@ class Results(dict):
         print(f"{self.nodes:>3} nodes  {step:<24} {value}", flush=True)
 
 
-def bench(nodes: int, kind: str, repeat: int) -> dict[str, str]:
+#: gpu_workers on sandbox nodes: Debian's archive, no GPU, no NVIDIA container toolkit.
+GPU_WORKER_VARS = {
+    "nvidia_driver_source": "debian",
+    "nvidia_driver_without_device": "install",
+    "cuda_source": "debian", "cuda_toolkits": ["11.8"], "cuda_default": "11.8",
+    "containerd_nvidia_runtime": False,
+}
+
+
+def make_gpu_workers(inventory: Path, count: int) -> list[str]:
+    """Put the last ``count`` nodes of the sandbox inventory in gpu_workers (out of cpu_workers;
+    with one node, node1 is control plane, MLflow server and GPU worker at once)."""
+    data = yaml.load(inventory.read_text(), Loader=InventoryLoader)
+    nodes = list(data["all"]["hosts"])
+    if not 0 < count <= len(nodes):
+        raise StepFailed(f"--gpu-workers {count}: the sandbox has {len(nodes)} node(s)")
+    moved = nodes[len(nodes) - count:]
+    groups = data["all"]["children"]
+    cpu = (groups.get("cpu_workers") or {}).get("hosts") or {}
+    for name in moved:
+        cpu.pop(name, None)
+    if "cpu_workers" in groups and not cpu:
+        del groups["cpu_workers"]
+    groups["gpu_workers"] = {"hosts": dict.fromkeys(moved), "vars": GPU_WORKER_VARS}
+    inventory.write_text(yaml.dump(data, Dumper=InventoryDumper, sort_keys=False))
+    return moved
+
+
+def bench(nodes: int, kind: str, repeat: int, gpu_workers: int = 0) -> dict[str, str]:
     results = Results(nodes)
     with tempfile.TemporaryDirectory(prefix="mlops-bench-") as site:
         inv = str(Path(site) / ".mlops-provision" / "sandbox" / "inventory.yml")
@@ -125,6 +164,8 @@ def bench(nodes: int, kind: str, repeat: int) -> dict[str, str]:
             raise fail(f"sandbox up --nodes {nodes}", proc, "failed")
         results["sandbox up"] = f"{seconds:.1f} s"
         try:
+            if gpu_workers:
+                results["gpu_workers"] = ", ".join(make_gpu_workers(Path(inv), gpu_workers))
             up = ["up", "-i", inv, "--output", "json"]
             seconds, n = up_step("first up", up, expect_changed_zero=False)
             results["first up"] = f"{seconds:.1f} s (changed={n})"
@@ -165,14 +206,16 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--kind", choices=["container", "vm"], default="container")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--gpu-workers", type=int, default=0, metavar="N",
+                        help="the last N nodes of each sandbox get the GPU layer (Debian's archive)")
     args = parser.parse_args()
     # SIGTERM (a timeout) unwinds like Ctrl-C: the running step is killed and the sandbox removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, {args.kind} sandbox, "
-          f"median of {args.repeat}", flush=True)
+          f"median of {args.repeat}, {args.gpu_workers} of them gpu_workers", flush=True)
     for nodes in args.nodes:
         try:
-            bench(nodes, args.kind, args.repeat)
+            bench(nodes, args.kind, args.repeat, args.gpu_workers)
         except StepFailed as exc:
             print(f"FAILED with {nodes} node(s): {exc}", file=sys.stderr, flush=True)
             return 1

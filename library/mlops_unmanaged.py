@@ -16,8 +16,9 @@ module: mlops_unmanaged
 short_description: Find, and optionally remove, files nobody manages in a directory a role owns
 description:
   - A file is the role's when its name is in O(ours) or starts with O(prefix); the distribution's
-    when a Debian package owns it (C(dpkg-query -S)) or its name is in O(extra). Every other regular
-    file (or link) is unmanaged. Directories are never removed.
+    when a Debian package owns it (C(dpkg-query -S)), it is a link that resolves to a file a package
+    owns (Debian's alternatives, e.g. the NVIDIA driver's /etc/modprobe.d/nvidia.conf), or its name
+    is in O(extra). Every other regular file (or link) is unmanaged. Directories are never removed.
 options:
   path: {description: The directory (a missing one holds nothing)., type: path, required: true}
   ours: {description: Names (relative to O(path)) the role writes., type: list, elements: str, default: []}
@@ -52,10 +53,18 @@ def unmanaged(module: AnsibleModule, path: str, ours: set[str], prefix: str, ext
     full = [os.path.join(path, n) for n in candidates]
     if not full:
         return []
-    _rc, out, _err = module.run_command(["dpkg-query", "-S", *full])  # rc 1 when some are nobody's
-    packaged = {line.split(": ", 1)[1].strip() for line in out.splitlines()
-                if ": " in line and not line.startswith("diversion ")}
-    return sorted(p for p in full if p not in packaged)
+    packaged = _packaged(module, full)
+    # A link (Debian's alternatives) is the distribution's when what it resolves to is a package's.
+    links = {p: os.path.realpath(p) for p in full if p not in packaged and os.path.islink(p)}
+    targets = _packaged(module, sorted(set(links.values()))) if links else set()
+    return sorted(p for p in full if p not in packaged and links.get(p) not in targets)
+
+
+def _packaged(module: AnsibleModule, paths: list[str]) -> set[str]:
+    """Those of ``paths`` a Debian package owns."""
+    _rc, out, _err = module.run_command(["dpkg-query", "-S", *paths])  # rc 1 when some are nobody's
+    return {line.split(": ", 1)[1].strip() for line in out.splitlines()
+            if ": " in line and not line.startswith("diversion ")}
 
 
 def main() -> None:

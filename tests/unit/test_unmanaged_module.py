@@ -72,3 +72,31 @@ def test_a_packages_files_are_never_unmanaged():
 def test_a_missing_directory_holds_nothing(tmp_path):
     res = _module({"path": str(tmp_path / "absent"), "remove": True})
     assert res["files"] == [] and not res["changed"]
+
+
+@pytest.fixture
+def linked(tmp_path) -> Path:
+    """Debian's alternatives: a link, through a second link, to a file a package owns (as the
+    NVIDIA driver's /etc/modprobe.d/nvidia.conf -> /etc/alternatives/... -> /etc/nvidia/...),
+    and a link to a file nobody owns."""
+    d = tmp_path / "modprobe.d"
+    d.mkdir()
+    (tmp_path / "alternative").symlink_to("/usr/bin/dpkg")
+    (d / "nvidia.conf").symlink_to(tmp_path / "alternative")
+    (tmp_path / "nobodys").write_text("x\n")
+    (d / "stranger.conf").symlink_to(tmp_path / "nobodys")
+    return d
+
+
+def test_a_link_to_a_packages_file_is_the_distributions(linked):
+    res = _module({"path": str(linked), "remove": True}, check=True)
+    assert res["files"] == [str(linked / "stranger.conf")], res
+
+
+def test_the_checks_judge_links_as_the_module_does(linked):
+    """The checks' helper (checks/unmanaged.py) and the module agree on the same directory."""
+    import testinfra
+
+    from mlops_provision.checks.unmanaged import strangers
+
+    assert strangers(testinfra.get_host("local://"), str(linked)) == [str(linked / "stranger.conf")]

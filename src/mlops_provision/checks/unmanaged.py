@@ -2,8 +2,9 @@
 directories a role owns, and how a check says that `up` will not repair what it found.
 
 A file in a role's directory is *ours* when its name is one the role writes; it is the
-*distribution's* when a Debian package owns it (``dpkg-query -S``) or it is a name the
-distribution installs by other means (``extra``). Anything else was put there by someone else:
+*distribution's* when a Debian package owns it (``dpkg-query -S``), it is a link that resolves to
+a file a package owns (Debian's alternatives: the NVIDIA driver's /etc/modprobe.d/nvidia.conf),
+or it is a name the distribution installs by other means (``extra``). Anything else was put there by someone else:
 drift that `up` leaves unless the role's ``<role>_purge_unmanaged`` is on (then the role removes
 it with the project's ``mlops_unmanaged`` module, library/). `drift` reads :data:`MARK` in a failed
 check's message to tell such findings apart.
@@ -34,10 +35,23 @@ def strangers(host, directory: str, ours: set[str] | None = None, prefix: str = 
     if not candidates:
         return []
     full = [f"{directory.rstrip('/')}/{n}" for n in candidates]
-    owned = host.run("dpkg-query -S " + " ".join(shlex.quote(p) for p in full) + " 2>/dev/null")
-    packaged = {line.split(": ", 1)[1].strip() for line in owned.stdout.splitlines()
-                if ": " in line and not line.startswith("diversion ")}
-    return sorted(p for p in full if p not in packaged)
+    packaged = _packaged(host, full)
+    rest = [p for p in full if p not in packaged]
+    if not rest:
+        return []
+    # A link (Debian's alternatives) is the distribution's when what it resolves to is a package's.
+    resolved = host.run("for p in " + " ".join(shlex.quote(p) for p in rest)
+                        + "; do [ -L \"$p\" ] && printf '%s\\t%s\\n' \"$p\" \"$(readlink -f \"$p\")\"; done; true")
+    links = dict(line.split("\t", 1) for line in resolved.stdout.splitlines() if "\t" in line)
+    targets = _packaged(host, sorted(set(links.values()))) if links else set()
+    return sorted(p for p in rest if links.get(p) not in targets)
+
+
+def _packaged(host, paths: list[str]) -> set[str]:
+    """Those of ``paths`` a Debian package owns."""
+    owned = host.run("dpkg-query -S " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null")
+    return {line.split(": ", 1)[1].strip() for line in owned.stdout.splitlines()
+            if ": " in line and not line.startswith("diversion ")}
 
 
 def stranger_message(directory: str, files: list[str], purge_var: str, purging: bool) -> str:

@@ -15,6 +15,15 @@ SRC
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Options::=--force-confold \
     upgrade --with-new-pkgs >/dev/null
+# The upgrade leaves the release's kernel next to the security update's; a node as installed
+# has one kernel. Keep the newest only (the one sandbox VMs boot): otherwise the GPU layer's
+# DKMS compiles the NVIDIA module a second time, for a kernel no test host runs.
+old_kernels=$(dpkg-query -W -f '${Package} ${db:Status-Status}\n' 'linux-image-[0-9]*' \
+    | awk '$2 == "installed" {print $1}' | sort -V | head -n -1)
+if [ -n "$old_kernels" ]; then
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get -y -qq purge $old_kernels >/dev/null
+fi
 echo mlops-node > /etc/hostname
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
 # QEMU user-mode DNS; containers get podman's resolv.conf bind-mounted over it.

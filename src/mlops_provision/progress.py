@@ -16,16 +16,50 @@ STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unrea
                 "running": "cyan", "pending": "dim", "not run": "dim"}
 
 
-def host_table(tracker: RunTracker) -> Table:
+#: Above this many hosts the live table shows the hosts in trouble and one line for the rest,
+#: and a plain progress line counts states instead of naming every host (50 nodes: one screen).
+MAX_HOST_ROWS = 15
+
+
+def _state(h) -> str:
+    return h.status if h.status in ("failed", "unreachable") else (
+        "changed" if h.changed and h.status != "pending" else h.status)
+
+
+def state_counts(tracker: RunTracker) -> str:
+    """``10 hosts: 8 running, 1 failed (node3), 1 unreachable (node7)``: hosts in trouble by name."""
+    by_state: dict[str, list[str]] = {}
+    for h in sorted(tracker.hosts.values(), key=lambda h: h.host):
+        by_state.setdefault(h.status, []).append(h.host)
+    parts = []
+    for state in sorted(by_state, key=lambda s: (s in ("failed", "unreachable"), s)):
+        names = by_state[state]
+        named = f" ({', '.join(names[:10])}{', …' if len(names) > 10 else ''})" \
+            if state in ("failed", "unreachable") else ""
+        parts.append(f"{len(names)} {state}{named}")
+    return f"{len(tracker.hosts)} hosts: {', '.join(parts)}"
+
+
+def host_table(tracker: RunTracker, max_rows: int = MAX_HOST_ROWS) -> Table:
     table = Table(title=f"{tracker.play} | {tracker.task}  [{tracker.elapsed():.0f}s]",
                   title_justify="left", expand=False)
     for col in ("host", "state", "ok", "changed", "failed", "unreachable", "skipped"):
         table.add_column(col, justify="left" if col in ("host", "state") else "right")
-    for h in sorted(tracker.hosts.values(), key=lambda h: h.host):
-        state = h.status if h.status in ("failed", "unreachable") else (
-            "changed" if h.changed and h.status != "pending" else h.status)
+    hosts = sorted(tracker.hosts.values(), key=lambda h: h.host)
+    rest = []
+    if len(hosts) > max_rows:  # the hosts in trouble first, then one line for the others
+        trouble = [h for h in hosts if h.status in ("failed", "unreachable")][:max_rows - 1]
+        rest = [h for h in hosts if h not in trouble]
+        hosts = trouble
+    for h in hosts:
+        state = _state(h)
         table.add_row(h.host, Text(state, style=STATUS_STYLE.get(state, "")), str(h.ok), str(h.changed),
                       str(h.failed), str(h.unreachable), str(h.skipped))
+    if rest:
+        states = sorted({_state(h) for h in rest})
+        table.add_row(f"{len(rest)} other hosts", Text("/".join(states)),
+                      *(str(sum(getattr(h, col) for h in rest))
+                        for col in ("ok", "changed", "failed", "unreachable", "skipped")))
     return table
 
 
@@ -60,9 +94,8 @@ class Progress:
                 self._last_refresh = now
         elif tracker.task != self._last_task:
             self._last_task = tracker.task
-            counts = " ".join(f"{h.host}:{h.status}" for h in sorted(tracker.hosts.values(),
-                                                                      key=lambda h: h.host))
-            print(f"[{tracker.elapsed():6.1f}s] {tracker.task}  ({counts})", file=sys.stderr, flush=True)
+            print(f"[{tracker.elapsed():6.1f}s] {tracker.task}  ({state_counts(tracker)})", file=sys.stderr,
+                  flush=True)
         for line in tracker.log[self._logged:]:
             self.console.print(Text(f"  {line}", style="red"), highlight=False)
         self._logged = len(tracker.log)

@@ -26,9 +26,9 @@ mlops-provision sandbox image --kind vm >/dev/null
 #               ansible-playbook under stock Ansible on Molecule's own inventory: converge,
 #               idempotence, verify on a podman container; never two container sandboxes at once);
 #   vm:         the unit tests, then test_vm, the one VM converge (idempotence, reboot, Tang).
-# Measured in CI (2026-12-01, image cached): containers pytest 37 min, test_vm 37 min, Molecule
-# 8 min after it; Molecule moved to the containers lane and the unit tests (about 1 min alone) to
-# the vm lane so that neither lane waits long for the other.
+# Measured on a fresh clone (2026-12-01 17:08, the image built from scratch): containers pytest
+# 29 min then Molecule 10 min; unit tests and test_vm 38 min; total 43 min. (Before, with
+# Molecule after test_vm: 47 min in CI with the image cached, the vm lane 8 min longer.)
 # Each lane's lines are prefixed with its name; each lane's log is kept and its summary repeated
 # at the end. The suite fails if either lane fails.
 logs=$(mktemp -d /tmp/mlops-test-logs.XXXXXX)

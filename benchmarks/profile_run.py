@@ -13,11 +13,12 @@ the totals per role and per play. Reads the run's ``artifacts/ansible/job_events
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+
+from mlops_provision.records import events as run_events
 
 
 def _time(event: dict) -> float:
@@ -26,13 +27,9 @@ def _time(event: dict) -> float:
 
 def task_times(run_dir: Path) -> tuple[list[tuple[str, str, str, float, int]], float]:
     """(play, role, task, seconds, hosts that ran it) per task start, and the playbook's span."""
-    events = []
-    for path in (run_dir / "artifacts" / "ansible" / "job_events").glob("*.json"):
-        if "partial" not in path.name:
-            events.append(json.loads(path.read_text()))
+    events = run_events(run_dir / "artifacts" / "ansible")
     if not events:
         raise SystemExit(f"{run_dir}: no job events (artifacts/ansible/job_events): not a run record")
-    events.sort(key=lambda e: e["counter"])
     starts = [e for e in events if e["event"] == "playbook_on_task_start"]
     end = _time(events[-1])
     hosts: dict[str, set[str]] = defaultdict(set)

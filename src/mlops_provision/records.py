@@ -67,18 +67,23 @@ def drop_recorded_env(artifact_dir: Path) -> None:
         os.replace(tmp, command)
 
 
-def _events_stdout(artifact_dir: Path) -> str:
-    """The run's stdout, rebuilt from its (scrubbed) events in order."""
-    events = []
-    for path in artifact_dir.glob("job_events/*.json"):
+def events(artifact_dir: Path) -> list[dict]:
+    """A run's (scrubbed) ansible-runner events in the order they happened. Raw partial files
+    (unscrubbed, removed when the record is sealed) and unreadable files are left out."""
+    found = []
+    for path in Path(artifact_dir).glob("job_events/*.json"):
         if "-partial" in path.name:
             continue
         try:
-            event = json.loads(path.read_text())
+            found.append(json.loads(path.read_text()))
         except (OSError, ValueError):
             continue
-        events.append((event.get("counter", 0), event.get("stdout", "")))
-    return "\n".join(text for _, text in sorted(events) if text) + "\n"
+    return sorted(found, key=lambda e: e.get("counter", 0))
+
+
+def _events_stdout(artifact_dir: Path) -> str:
+    """The run's stdout, rebuilt from its (scrubbed) events in order."""
+    return "\n".join(text for e in events(artifact_dir) if (text := e.get("stdout", ""))) + "\n"
 
 
 def seal(run_dir: Path, summary: RunSummary | None, scrubber: Scrubber) -> None:

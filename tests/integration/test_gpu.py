@@ -17,6 +17,7 @@ import pytest
 
 from mlops_provision.checks import test_containerd as cd_checks
 from mlops_provision.checks import test_nvidia_driver as nd_checks
+from mlops_provision.records import events
 from tests.conftest import mp
 from tests.integration.conftest import by_host, node_ssh, variant, vault_password
 
@@ -63,8 +64,7 @@ def box(container_inventory):
 def changed_tasks(summary: dict) -> list[str]:
     """The tasks that reported a change in a run (from its record), for failure messages."""
     found = []
-    for path in sorted(Path(summary["run_dir"]).glob("artifacts/ansible/job_events/*.json")):
-        event = json.loads(path.read_text())
+    for event in events(Path(summary["run_dir"]) / "artifacts" / "ansible"):
         data = event.get("event_data") or {}
         if event.get("event") == "runner_on_ok" and (data.get("res") or {}).get("changed"):
             found.append(f"{data.get('task')}: {json.dumps((data.get('res') or {}).get('diff', ''))[:400]}")

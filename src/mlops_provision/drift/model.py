@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlops_provision.errors import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+from mlops_provision.records import events
 from mlops_provision.runner import RunSummary
 from mlops_provision.verify import VerifyReport
 
@@ -120,16 +121,8 @@ def _role(data: dict) -> str:
 
 def pending_changes(artifact_dir: Path) -> list[DriftItem]:
     """The tasks a check-mode run would change, per host, from its (scrubbed) job events."""
-    events = []
-    for path in (artifact_dir / "job_events").glob("*.json"):
-        if "-partial" in path.name:
-            continue
-        try:
-            events.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
     items = []
-    for event in sorted(events, key=lambda e: e.get("counter", 0)):
+    for event in events(artifact_dir):
         data = event.get("event_data") or {}
         res = data.get("res") or {}
         if event.get("event") != "runner_on_ok" or not res.get("changed") or not data.get("host"):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from mlops_provision.records import events
 
 FACTS_TASK = "Nvidia_driver | Read hardware and NVML facts"
 
@@ -12,12 +13,7 @@ FACTS_TASK = "Nvidia_driver | Read hardware and NVML facts"
 def facts_from_run(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Per host, the ``mlops_gpu_facts`` the facts task returned (from the run's job events)."""
     found: dict[str, dict[str, Any]] = {}
-    events = Path(run_dir) / "artifacts" / "ansible" / "job_events"
-    for path in sorted(events.glob("*.json")):
-        try:
-            event = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+    for event in events(Path(run_dir) / "artifacts" / "ansible"):
         data = event.get("event_data") or {}
         if event.get("event") != "runner_on_ok" or data.get("task") != FACTS_TASK:
             continue

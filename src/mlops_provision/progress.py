@@ -10,19 +10,21 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from mlops_provision.runner import RunTracker
+from mlops_provision.runner import HostResult, RunTracker
 
 STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unreachable": "bold magenta",
                 "running": "cyan", "pending": "dim", "not run": "dim"}
 
 
-#: Above this many hosts the live table shows the hosts in trouble and one line for the rest,
-#: and a plain progress line counts states instead of naming every host (50 nodes: one screen).
+#: Above this many hosts the live table shows the hosts in trouble and one line for the rest
+#: (50 nodes: one screen). Plain progress lines always count states (state_counts).
 MAX_HOST_ROWS = 15
+#: The states a host is named in even when the others are only counted.
+TROUBLE = ("failed", "unreachable")
 
 
-def _state(h) -> str:
-    return h.status if h.status in ("failed", "unreachable") else (
+def _state(h: HostResult) -> str:
+    return h.status if h.status in TROUBLE else (
         "changed" if h.changed and h.status != "pending" else h.status)
 
 
@@ -32,10 +34,10 @@ def state_counts(tracker: RunTracker) -> str:
     for h in sorted(tracker.hosts.values(), key=lambda h: h.host):
         by_state.setdefault(h.status, []).append(h.host)
     parts = []
-    for state in sorted(by_state, key=lambda s: (s in ("failed", "unreachable"), s)):
+    for state in sorted(by_state, key=lambda s: (s in TROUBLE, s)):
         names = by_state[state]
         named = f" ({', '.join(names[:10])}{', …' if len(names) > 10 else ''})" \
-            if state in ("failed", "unreachable") else ""
+            if state in TROUBLE else ""
         parts.append(f"{len(names)} {state}{named}")
     return f"{len(tracker.hosts)} hosts: {', '.join(parts)}"
 
@@ -48,7 +50,7 @@ def host_table(tracker: RunTracker, max_rows: int = MAX_HOST_ROWS) -> Table:
     hosts = sorted(tracker.hosts.values(), key=lambda h: h.host)
     rest = []
     if len(hosts) > max_rows:  # the hosts in trouble first, then one line for the others
-        trouble = [h for h in hosts if h.status in ("failed", "unreachable")][:max_rows - 1]
+        trouble = [h for h in hosts if h.status in TROUBLE][:max_rows - 1]
         rest = [h for h in hosts if h not in trouble]
         hosts = trouble
     for h in hosts:

@@ -50,7 +50,10 @@ def print_verify(report: VerifyReport, console: Console | None = None) -> None:
     for col in ("host", "check", "result", "detail"):
         table.add_column(col, overflow="fold")
     for r in report.results:
-        table.add_row(r.host, r.check, Text(r.outcome, style=STYLE.get(r.outcome, "")), Text(r.message))
+        detail = r.message
+        if r.outcome in ("failed", "error") and not r.managed:
+            detail = f"{detail} (not managed by up: {r.hint})" if r.hint else f"{detail} (not managed by up)"
+        table.add_row(r.host, r.check, Text(r.outcome, style=STYLE.get(r.outcome, "")), Text(detail))
     console.print(table)
 
 

@@ -1,7 +1,8 @@
 """`verify`: run the package's Testinfra checks against inventory hosts over Ansible's SSH details.
 
 The checks run in a pytest subprocess (isolated from the caller's pytest/testinfra state);
-the ``mlops_provision.verify_plugin`` plugin writes one JSON record per check and host.
+the ``mlops_provision.verify_plugin`` plugin writes one JSON record per check and host, with the
+roles the check proves and whether what a failed check found is state `up` manages.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from mlops_provision.sshmux import close_masters, mux_config
 @dataclass
 class CheckResult:
     host: str
-    module: str
+    module: str  # the check's file (test_<module>.py): where it is, not what it proves
     check: str
     outcome: str  # passed | failed | skipped | error
     message: str = ""
     detail: str = ""
     duration_s: float = 0.0
+    #: the role(s) whose tasks make the state the check proves (its ``roles`` marker)
+    roles: list[str] = field(default_factory=list)
+    #: False when the failed check found state `up` does not manage (it would not repair it)
+    managed: bool = True
+    hint: str = ""  # with managed False: what to do instead
 
 
 @dataclass
@@ -83,11 +89,12 @@ def batches(hosts: list[str], jobs: int) -> list[list[str]]:
 def run_checks(inventory: Inventory, *, limit: str | None = None,
                vault_password_file: Path | None = None, select: str | None = None,
                compliance: bool = False, lynis_min_index: int = 85, scap_profile: str | None = None,
-               jobs: int | None = None) -> VerifyReport:
+               jobs: int | None = None, hosts: list[str] | None = None) -> VerifyReport:
     """Run every check on every selected host: hosts in parallel, one pytest process per batch
     (``jobs``, default MLOPS_VERIFY_JOBS or :data:`DEFAULT_JOBS`), each over SSH connections that
-    testinfra keeps open (ControlMaster) for all of a host's checks."""
-    hosts = hosts_matching(inventory, limit)
+    testinfra keeps open (ControlMaster) for all of a host's checks. The hosts are those ``limit``
+    selects, or ``hosts`` where the caller resolved them already."""
+    hosts = hosts_matching(inventory, limit) if hosts is None else list(hosts)
     report = VerifyReport(inventory=str(inventory.path))
     jobs = jobs or int(os.environ.get("MLOPS_VERIFY_JOBS") or DEFAULT_JOBS)
     t0 = time.monotonic()

@@ -17,6 +17,10 @@ from mlops_provision.site import Site, load
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "compliance: Lynis scoring, only with MLOPS_COMPLIANCE=1 (verify --compliance)")
+    config.addinivalue_line(
+        "markers", "roles(*names): the role(s) whose tasks make the state the check proves (every check has one; "
+                   "the closest wins: a test's own replaces its module's pytestmark). drift calls a failed "
+                   "check repairable when one of them has a pending change on the host")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -5,6 +5,10 @@ from __future__ import annotations
 import collections
 import re
 
+import pytest
+
+pytestmark = pytest.mark.roles("audit")
+
 
 def test_auditd_running(host, kernel_node):
     """auditd running and enabled"""
@@ -68,10 +72,10 @@ def test_auditd_conf(host, kernel_node):
 
 def test_rules_d_only_ours(host, kernel_node):
     """audit rules.d holds only our rules"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers
+    from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
     found = strangers(host, "/etc/audit/rules.d", prefix="",
                       ours={kernel_node["audit_rules_file"].rsplit("/", 1)[1],
                             kernel_node["audit_immutable_file"].rsplit("/", 1)[1]})
-    assert not found, stranger_message("/etc/audit/rules.d", found, "audit_purge_unmanaged",
-                                        kernel_node["audit_purge_unmanaged"])
+    assert_only_ours("/etc/audit/rules.d", found, "audit_purge_unmanaged",
+                     kernel_node["audit_purge_unmanaged"])

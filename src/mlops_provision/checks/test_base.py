@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.roles("base")
+
 
 def _ca_dest(node, src: str) -> str:
     stem = re.sub(r"\.(pem|crt|cer)$", "", Path(src).name)
@@ -135,16 +137,16 @@ def test_admin_group(host, node):
 
 def test_sudoers_d_only_ours(host, node):
     """sudoers.d holds only our rule and the package's files"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers
+    from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
     found = strangers(host, node["base_os_sudoers_dir"], ours={"mlops-provision"})
-    assert not found, stranger_message(node["base_os_sudoers_dir"], found, "base_purge_unmanaged",
-                                        node["base_purge_unmanaged"])
+    assert_only_ours(node["base_os_sudoers_dir"], found, "base_purge_unmanaged",
+                     node["base_purge_unmanaged"])
 
 
 def test_effective_sudo_rules(host, node):
     """sudo grants rights only to root, sudo and the admin group"""
-    from mlops_provision.checks.unmanaged import unmanaged
+    from mlops_provision.checks.unmanaged import Unmanaged
 
     # sudo reads /etc/sudoers and the files of its includedir whose names have no '.' and do not end in '~'.
     text = host.check_output(
@@ -162,36 +164,38 @@ def test_effective_sudo_rules(host, node):
             continue
         if "=" in line and line.split()[0] not in allowed:
             grants.append((where, line))
-    hint = unmanaged("remove the rule(s) by hand") if any(w != ours for w, _ in grants) else ""
-    assert not grants, f"sudo rules for others (file, rule): {grants} {hint}".rstrip()
+    message = f"sudo rules for others (file, rule): {grants}"
+    if any(w != ours for w, _ in grants):  # a rule in a file `up` does not write
+        raise Unmanaged(message, "remove the rule(s) by hand")
+    assert not grants, message
 
 
 def test_trusted_cas(host, node):
     """trusted CAs: the distribution's and the site's, no other"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers, unmanaged
+    from mlops_provision.checks.unmanaged import Unmanaged, assert_only_ours, strangers
 
     local = node["base_os_ca_local_dir"]
     ours_dir = node["base_os_ca_dir"].removeprefix(local + "/")
     found = strangers(host, local, prefix=ours_dir + "/", recurse=True)
-    assert not found, stranger_message(local, found, "base_purge_unmanaged", node["base_purge_unmanaged"])
+    assert_only_ours(local, found, "base_purge_unmanaged", node["base_purge_unmanaged"])
     # The bundle is what update-ca-certificates builds: the enabled certificates of
     # /etc/ca-certificates.conf plus every .crt under /usr/local/share/ca-certificates.
     counts = host.check_output(
         "echo $(grep -c 'BEGIN CERTIFICATE' " + node["base_os_ca_bundle"] + ") "
         "$(( $(grep -c '^[^!#]' /etc/ca-certificates.conf) + $(find " + local + " -name '*.crt' | wc -l) ))").split()
-    assert counts[0] == counts[1], (
-        f"{node['base_os_ca_bundle']} holds {counts[0]} certificates, its sources {counts[1]}: "
-        f"a CA was added to the bundle by hand {unmanaged('run update-ca-certificates --fresh, then drift again')}")
+    if counts[0] != counts[1]:
+        raise Unmanaged(f"{node['base_os_ca_bundle']} holds {counts[0]} certificates, its sources {counts[1]}: "
+                        "a CA was added to the bundle by hand", "run update-ca-certificates --fresh, then drift again")
 
 
 def test_apt_sources_d_only_ours(host, node):
     """apt sources.list.d holds only our and the distribution's sources"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers
+    from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
     distro = set() if node["base_apt_mirror"] else {"debian.sources"}
     found = strangers(host, "/etc/apt/sources.list.d", extra=distro)
-    assert not found, stranger_message("/etc/apt/sources.list.d", found, "base_purge_unmanaged",
-                                        node["base_purge_unmanaged"])
+    assert_only_ours("/etc/apt/sources.list.d", found, "base_purge_unmanaged",
+                     node["base_purge_unmanaged"])
 
 
 def test_platform_names_resolve(host, node):
@@ -212,16 +216,18 @@ def test_platform_names_resolve(host, node):
     text = host.file("/etc/hosts").content_string
     block = text.partition("# BEGIN mlops-provision nodes")[2].partition("# END mlops-provision nodes")[0]
     ours_intact = all(f"{a} {n}" in block for n, a in nodes.items())
-    from mlops_provision.checks.unmanaged import unmanaged
+    from mlops_provision.checks.unmanaged import Unmanaged
 
-    outside = unmanaged("an entry outside the mlops-provision block of /etc/hosts (or nsswitch/DNS) "
-                        "answers first: remove it by hand") if ours_intact else ""
-    assert not wrong, f"getent hosts (got, expected): {wrong} {outside}".rstrip()
+    message = f"getent hosts (got, expected): {wrong}"
+    if wrong and ours_intact:  # our block is right: something `up` does not write answers first
+        raise Unmanaged(message, "an entry outside the mlops-provision block of /etc/hosts (or nsswitch/DNS) "
+                                 "answers first: remove it by hand")
+    assert not wrong, message
 
 
 def test_pip_index_pinned(host, node):
     """pip uses only the configured package index"""
-    from mlops_provision.checks.unmanaged import unmanaged
+    from mlops_provision.checks.unmanaged import Unmanaged
 
     keys = {}
     for path in ("/etc/pip.conf", "/etc/xdg/pip/pip.conf"):
@@ -233,5 +239,7 @@ def test_pip_index_pinned(host, node):
     extra = {k: v for k, v in keys.items() if k not in ("index-url", "trusted-host") or
              (k == "index-url" and v[1].strip() != wanted.get("index-url"))}
     # /etc/pip.conf is ours (up rewrites it); a setting in another pip file is not.
-    hint = unmanaged("remove them by hand") if any(v[0] != "/etc/pip.conf" for v in extra.values()) else ""
-    assert not extra, f"pip package index settings not from the inventory: {extra} {hint}".rstrip()
+    message = f"pip package index settings not from the inventory: {extra}"
+    if any(v[0] != "/etc/pip.conf" for v in extra.values()):
+        raise Unmanaged(message, "remove them by hand")
+    assert not extra, message

@@ -11,7 +11,8 @@ import pytest
 
 from mlops_provision.compliance.scap import DEFAULT_PROFILE, PROFILE_PREFIX, parse_results
 
-pytestmark = pytest.mark.compliance
+# The scans measure the hardening as a whole; its scanners and their content are os_hardening's.
+pytestmark = [pytest.mark.compliance, pytest.mark.roles("os_hardening")]
 
 #: Where each scan leaves its results and report on the node (kept for the next look).
 SCAN_DIR = "/var/lib/mlops-provision/compliance"

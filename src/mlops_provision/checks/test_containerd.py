@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.roles("containerd")
+
 WORKLOAD_GROUPS = {"control_plane", "cpu_workers", "gpu_workers"}
 
 

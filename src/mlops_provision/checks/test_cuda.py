@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.roles("cuda")
+
 VECTOR_ADD = r"""
 #include <cstdio>
 __global__ void add(int n, const float *a, float *b) { int i = threadIdx.x; if (i < n) b[i] += a[i]; }

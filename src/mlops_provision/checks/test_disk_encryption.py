@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.roles("disk_encryption")
+
 
 @pytest.fixture(scope="module")
 def volumes(kernel_node):

@@ -9,6 +9,8 @@ import pytest
 
 from mlops_provision.checks.conftest import peer_host
 
+pytestmark = pytest.mark.roles("firewall")
+
 
 def _table(node) -> str:
     return node["firewall_table"]
@@ -73,15 +75,15 @@ def test_probe_from_another_node(host, kernel_node):
 
 def test_no_foreign_ruleset(host, kernel_node):
     """loaded nftables ruleset: our table only, nftables.d only ours"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers, unmanaged
+    from mlops_provision.checks.unmanaged import Unmanaged, assert_only_ours, strangers
 
     table = _table(kernel_node)
     directory, ours = kernel_node["firewall_file"].rsplit("/", 1)  # the role's nftables.d and file
     found = strangers(host, directory, ours={ours})
-    assert not found, stranger_message(directory, found, "firewall_purge_unmanaged",
-                                        kernel_node["firewall_purge_unmanaged"])
+    assert_only_ours(directory, found, "firewall_purge_unmanaged",
+                     kernel_node["firewall_purge_unmanaged"])
     data = json.loads(host.check_output("nft -j list tables"))
     tables = [f"{t['table']['family']} {t['table']['name']}" for t in data["nftables"] if "table" in t]
     foreign = [t for t in tables if t != f"inet {table}"]
-    hint = unmanaged("inspect with nft list ruleset; delete by hand")
-    assert not foreign, f"tables loaded besides ours: {foreign} {hint}"
+    if foreign:
+        raise Unmanaged(f"tables loaded besides ours: {foreign}", "inspect with nft list ruleset; delete by hand")

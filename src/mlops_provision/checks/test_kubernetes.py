@@ -4,7 +4,11 @@ swap off for good, modules, kernel parameters, containerd's CRI with systemd cgr
 open from the other nodes. Cluster checks run on a control plane where the cluster is up
 (/etc/kubernetes/admin.conf) and otherwise skip WITH the reason: nodes Ready and labelled, system
 pods running, Secrets encrypted in etcd, the audit log written, nvidia.com/gpu on GPU workers, a pod
-running nvidia-smi through the `nvidia` RuntimeClass. Reads the kubernetes_node role's local fact."""
+running nvidia-smi through the `nvidia` RuntimeClass. Reads the kubernetes_node role's local fact.
+
+Each check names the role whose tasks make what it proves (``roles`` marker), which is not always
+a kubernetes_* role: os_hardening loads the modules and sets the kernel parameters (kubernetes_node
+only asserts them), containerd configures the CRI, the firewall opens the cluster ports."""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ def k8s_node(host, node) -> dict:
     return json.loads(f.content_string)
 
 
+@pytest.mark.roles("kubernetes_node")
 def test_swap_off_for_good(host, k8s_node):
     """swap off, fstab without active swap, swap.target masked"""
     assert host.check_output("swapon --show=NAME --noheadings").strip() == "", "swap is on"
@@ -42,18 +47,21 @@ def test_swap_off_for_good(host, k8s_node):
     assert host.run("systemctl is-enabled swap.target").stdout.strip() == "masked"
 
 
+@pytest.mark.roles("os_hardening")  # os_hardening_modules_load; kubernetes_node only asserts them
 def test_kernel_modules(host, k8s_node):
     """kernel modules for Kubernetes (overlay, br_netfilter) present"""
     missing = [m for m in k8s_node["modules"] if not host.file(f"/sys/module/{m}").exists]
     assert not missing, f"modules not loaded: {missing}"
 
 
+@pytest.mark.roles("os_hardening")  # os_hardening_sysctl; kubernetes_node only asserts them
 def test_kernel_parameters(host, k8s_node):
     """kernel parameters for Kubernetes (forwarding, bridge netfilter)"""
     for key, value in k8s_node["sysctl"].items():
         assert host.check_output(f"sysctl -n {key}").strip() == str(value), key
 
 
+@pytest.mark.roles("containerd")  # containerd's config; the kubelet's cgroupDriver is kubeadm's, written once
 def test_cri_socket_and_systemd_cgroups(host, k8s_node):
     """containerd's CRI socket answers, runc with systemd cgroups"""
     assert host.service("containerd").is_running
@@ -65,6 +73,7 @@ def test_cri_socket_and_systemd_cgroups(host, k8s_node):
         assert "cgroupDriver: systemd" in kubelet.content_string
 
 
+@pytest.mark.roles("kubernetes_node")
 def test_packages_pinned_and_held(host, k8s_node):
     """kubelet, kubeadm, kubectl at the pinned version, held"""
     if not host.package("kubeadm").is_installed:
@@ -75,6 +84,7 @@ def test_packages_pinned_and_held(host, k8s_node):
         assert name in held, f"{name} is not held"
 
 
+@pytest.mark.roles("firewall")  # the rules role mlops declares for the cluster
 def test_cluster_ports_open_from_another_node(host, node, k8s_node):
     """from another node: the kubelet port passes the firewall"""
     peer = peer_host(node)
@@ -98,6 +108,7 @@ def cluster(host, node) -> dict:
     return json.loads(host.check_output(f"{KUBECTL} get nodes -o json"))
 
 
+@pytest.mark.roles("kubernetes_worker", "kubernetes_control_plane")  # labels; join, CNI
 def test_nodes_ready_and_labelled(node, cluster):
     """every inventory cluster node is Ready and labelled by its groups"""
     by_name = {n["metadata"]["name"]: n for n in cluster["items"]}
@@ -111,6 +122,7 @@ def test_nodes_ready_and_labelled(node, cluster):
         assert "node-role.kubernetes.io/gpu-worker" in item["metadata"]["labels"]
 
 
+@pytest.mark.roles("kubernetes_control_plane")
 def test_system_pods_running(host, cluster):
     """system pods (kube-system) running"""
     pods = json.loads(host.check_output(f"{KUBECTL} -n kube-system get pods -o json"))["items"]
@@ -118,6 +130,7 @@ def test_system_pods_running(host, cluster):
     assert pods and not bad, f"not running: {bad}"
 
 
+@pytest.mark.roles("kubernetes_control_plane")
 def test_secrets_encrypted_in_etcd(host, node, cluster):
     """a Secret is stored encrypted in etcd (secretbox)"""
     name = f"mlops-verify-{int(time.time())}"
@@ -133,6 +146,7 @@ def test_secrets_encrypted_in_etcd(host, node, cluster):
         host.run(f"{KUBECTL} -n default delete secret {name}")
 
 
+@pytest.mark.roles("kubernetes_control_plane")
 def test_audit_log_written(host, cluster):
     """the API audit log is written"""
     log = host.file("/var/log/kubernetes/audit/audit.log")
@@ -141,6 +155,7 @@ def test_audit_log_written(host, cluster):
     assert json.loads(last)["kind"] == "Event"
 
 
+@pytest.mark.roles("kubernetes_control_plane")  # the device plugin (addons)
 def test_gpu_capacity_on_gpu_workers(cluster):
     """nvidia.com/gpu capacity on GPU workers"""
     gpu = [n for n in cluster["items"] if n["metadata"]["labels"].get("nvidia.com/gpu.present") == "true"]
@@ -150,6 +165,7 @@ def test_gpu_capacity_on_gpu_workers(cluster):
         assert int(item["status"]["capacity"].get("nvidia.com/gpu", "0")) > 0, item["metadata"]["name"]
 
 
+@pytest.mark.roles("kubernetes_control_plane")  # the RuntimeClass (addons)
 def test_pod_runs_nvidia_smi_through_the_runtimeclass(host, cluster):
     """a pod runs nvidia-smi through RuntimeClass nvidia"""
     gpu = [n for n in cluster["items"] if int(n["status"]["capacity"].get("nvidia.com/gpu", "0")) > 0]

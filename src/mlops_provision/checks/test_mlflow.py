@@ -17,6 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mlops_provision.checks.test_postgresql import listeners
 
+pytestmark = pytest.mark.roles("mlflow")
+
 SANDBOXING = {  # systemctl show property -> value the unit must have
     "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
     "PrivateDevices": "yes", "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes",
@@ -238,12 +240,12 @@ def test_backup_timer(host, server):
 @pytest.mark.parametrize("directory", ["/etc/nginx/conf.d", "/etc/nginx/sites-enabled"])
 def test_nginx_dropins_only_ours(host, server, directory):
     """nginx conf.d and sites-enabled hold only our site"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers
+    from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
     found = strangers(host, directory, ours={Path(server["mlflow_os_nginx_site"]).name})
     removed_by_up = [f for f in found if f in server["mlflow_os_nginx_default_sites"]]  # the role removes these
     assert not removed_by_up, f"the distribution's default site is enabled: {removed_by_up}"
-    assert not found, stranger_message(directory, found, "mlflow_purge_unmanaged", server["mlflow_purge_unmanaged"])
+    assert_only_ours(directory, found, "mlflow_purge_unmanaged", server["mlflow_purge_unmanaged"])
 
 
 def test_nginx_effective_tls(host, server):

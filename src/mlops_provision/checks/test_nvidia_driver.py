@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+pytestmark = pytest.mark.roles("nvidia_driver")
+
 
 def local_fact(host, path: str) -> dict:
     f = host.file(path)
@@ -113,6 +115,7 @@ def test_persistenced_enabled(host, driver):
     assert host.service("nvidia-persistenced").is_enabled
 
 
+@pytest.mark.roles("os_hardening")  # its unattended-upgrades hold-back list (this role only asserts it)
 def test_driver_held_back_from_unattended_upgrades(host, driver):
     """unattended upgrades never update the driver on their own"""
     out = host.run("apt-config dump Unattended-Upgrade::Origins-Pattern Unattended-Upgrade::Package-Blacklist").stdout

@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+pytestmark = pytest.mark.roles("os_hardening")
+
 
 def _sshd(host) -> dict[str, str]:
     out = host.check_output("sshd -T -C user=root,host=localhost,addr=127.0.0.1")
@@ -239,11 +241,11 @@ def test_unattended_security_updates(host, node):
                                        "/etc/sysctl.d"])
 def test_dropin_dirs_only_ours(host, node, directory):
     """drop-in directories hold only our and the packages' files"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers
+    from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
     found = strangers(host, directory, extra={"99-zz-mlops-provision.conf"})
-    assert not found, stranger_message(directory, found, "os_hardening_purge_unmanaged",
-                                        node["os_hardening_purge_unmanaged"])
+    assert_only_ours(directory, found, "os_hardening_purge_unmanaged",
+                     node["os_hardening_purge_unmanaged"])
 
 
 def test_login_banner(host, node):

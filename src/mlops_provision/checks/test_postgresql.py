@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+pytestmark = pytest.mark.roles("postgresql")
+
 
 @pytest.fixture(scope="module")
 def pg(node):
@@ -78,16 +80,16 @@ def _psql(host, pg, sql: str) -> list[list[str]]:
 
 def test_conf_d_only_ours(host, pg):
     """PostgreSQL conf.d holds only our file"""
-    from mlops_provision.checks.unmanaged import stranger_message, strangers
+    from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
     directory, ours = pg["postgresql_conf_file"].rsplit("/", 1)  # the role's conf.d and file
     found = strangers(host, directory, ours={ours})
-    assert not found, stranger_message(directory, found, "postgresql_purge_unmanaged", pg["postgresql_purge_unmanaged"])
+    assert_only_ours(directory, found, "postgresql_purge_unmanaged", pg["postgresql_purge_unmanaged"])
 
 
 def test_settings_come_from_our_files(host, pg):
     """pg_settings: every file setting comes from postgresql.conf or ours"""
-    from mlops_provision.checks.unmanaged import unmanaged
+    from mlops_provision.checks.unmanaged import Unmanaged
 
     ours = pg["postgresql_conf_file"].rsplit("/", 1)[1]
     rows = _psql(host, pg, "select name, setting, sourcefile from pg_settings where sourcefile is not null "
@@ -95,9 +97,10 @@ def test_settings_come_from_our_files(host, pg):
                            f"and sourcefile not like '%/{ours}'")
     conf_d = pg["postgresql_conf_file"].rsplit("/", 1)[0] + "/"
     purged = pg["postgresql_purge_unmanaged"] and all(r[2].startswith(conf_d) for r in rows)
-    hint = ("(`up` removes the file: postgresql_purge_unmanaged is on)" if purged
-            else unmanaged("remove the file by hand"))
-    assert not rows, f"settings from other files (name, value, file): {rows} {hint}"
+    message = f"settings from other files (name, value, file): {rows}"
+    if rows and not purged:
+        raise Unmanaged(message, "remove the file by hand")
+    assert not rows, f"{message} (`up` removes the file: postgresql_purge_unmanaged is on)"
     pending = _psql(host, pg, "select name from pg_settings where pending_restart")
     assert not pending, f"changed settings wait for a restart: {pending}"
 

@@ -6,21 +6,32 @@ A file in a role's directory is *ours* when its name is one the role writes; it 
 a file a package owns (Debian's alternatives: the NVIDIA driver's /etc/modprobe.d/nvidia.conf),
 or it is a name the distribution installs by other means (``extra``). Anything else was put there by someone else:
 drift that `up` leaves unless the role's ``<role>_purge_unmanaged`` is on (then the role removes
-it with the project's ``mlops_unmanaged`` module, library/). `drift` reads :data:`MARK` in a failed
-check's message to tell such findings apart.
+it with the project's ``mlops_unmanaged`` module, library/).
+
+A check says "`up` does not manage what I found" in structure, never in its message: it raises
+:class:`Unmanaged` (an ``AssertionError`` carrying a hint on what to do), or records the property
+:data:`PROPERTY` (``record_property("unmanaged", hint)``) before it fails. The verify plugin
+writes either as the result's ``managed: false`` and ``hint`` fields; `drift` reads those.
 """
 
 from __future__ import annotations
 
 import shlex
 
-MARK = "[not managed by up: {}]"
+#: The ``record_property`` name by which a check says what it found is not managed by `up`
+#: (its value: the hint on what to do).
+PROPERTY = "unmanaged"
 REMOVE_HINT = "review and remove the file(s) by hand; `up` leaves files it did not write"
 
 
-def unmanaged(hint: str = REMOVE_HINT) -> str:
-    """The marker a failed check's message ends with when `up` would not repair it."""
-    return MARK.format(hint.replace("]", ")"))
+class Unmanaged(AssertionError):
+    """A failed check whose finding `up` does not manage (it would not repair it); ``hint`` says
+    what to do instead. The message stays the finding alone."""
+
+    def __init__(self, message: str, hint: str = REMOVE_HINT):
+        super().__init__(message)
+        #: read by the verify plugin (by this name: the class need not be imported there)
+        self.unmanaged_hint = hint
 
 
 def strangers(host, directory: str, ours: set[str] | None = None, prefix: str = "mlops-provision",
@@ -54,10 +65,13 @@ def _packaged(host, paths: list[str]) -> set[str]:
             if ": " in line and not line.startswith("diversion ")}
 
 
-def stranger_message(directory: str, files: list[str], purge_var: str, purging: bool) -> str:
-    """The failure message for files found next to ours. With the role's ``purge_var`` on, `up`
-    removes them (a repairable drift); otherwise it carries the marker and what to do."""
+def assert_only_ours(directory: str, files: list[str], purge_var: str, purging: bool) -> None:
+    """Fail when ``files`` (found next to ours in ``directory``) is not empty. With the role's
+    ``purge_var`` on, `up` removes them: a plain failure (drift that `up` repairs); otherwise
+    :class:`Unmanaged`, with what to do."""
+    if not files:
+        return
     found = f"not written by mlops-provision nor a package, in {directory}: {', '.join(files)}"
     if purging:
-        return f"{found} (`up` removes them: {purge_var} is on)"
-    return f"{found} {unmanaged(f'remove them by hand, or set {purge_var}: true and run up to remove them')}"
+        raise AssertionError(f"{found} (`up` removes them: {purge_var} is on)")
+    raise Unmanaged(found, f"remove them by hand, or set {purge_var}: true and run up to remove them")

@@ -1,43 +1,55 @@
 """The drift report: pending changes of a check run and failed checks of `verify`, per host.
 
+Read from structure only: a pending change's role is the role of its check-mode task (the
+event's role); a failed check's roles are those it declares (its ``roles`` marker, the result's
+``roles``), and whether `up` manages what it found is the result's ``managed`` field.
+
 An item is *repairable* when `up` would repair it: a task that check mode says would change, or
-a failed check of a role that has pending changes on that host. A failed check with no pending
-change in its role is state `up` does not manage (e.g. a file next to ours in a drop-in
-directory): it is reported with a hint on what to do.
+a failed check that is managed and one of whose roles has a pending change on that host. The
+rest is reported with a hint on what to do: a check that found state `up` does not manage (e.g.
+a file next to ours in a drop-in directory) with the check's own hint; a managed check none of
+whose roles has a pending change with :data:`NO_PENDING_HINT` (`up`, as check mode predicts it,
+would not repair it).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlops_provision.errors import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from mlops_provision.records import events
 from mlops_provision.runner import RunSummary
-from mlops_provision.verify import VerifyReport
+from mlops_provision.verify import CheckResult, VerifyReport
 
 #: Lines of a diff kept per item (the whole diff stays in the run record's events).
 DIFF_LINES = 60
-UNMANAGED_HINT = ("not managed by `up`: it will not repair this; act on the message (remove or fix "
-                  "it by hand, or manage it in the inventory), then run drift again")
-#: How a check says that what it found is not state `up` manages, and what to do about it
-#: (:data:`mlops_provision.checks.unmanaged.MARK`).
-UNMANAGED_MARK = re.compile(r"\[not managed by up: ([^\]]*)\]")
+#: A check that found state `up` does not manage, with the check's hint (or a general one).
+UNMANAGED_HINT = "not managed by `up`: {hint}"
+UNMANAGED_DEFAULT = ("it will not repair this; act on the message (remove or fix it by hand, or manage it "
+                     "in the inventory), then run drift again")
+#: A managed check that failed while check mode predicts no change in any of its roles there.
+NO_PENDING_HINT = ("up reports no pending change for it: check mode of {roles} predicts nothing that "
+                   "would repair this, so `up` will not as things stand; act on the message (fix it by hand "
+                   "or in the inventory), then run drift again")
 REPAIR_HINT = "`up` repairs this (run: mlops-provision up -i INV --limit {host})"
+#: The role of a failed check that declares none (the checks' unit test keeps this from happening).
+NO_ROLE = "unassigned"
 
 
 @dataclass
 class DriftItem:
     host: str
-    role: str
+    role: str  # the task's role; a check's owning role (the first of its roles with a pending change)
     kind: str  # change (check mode would change it) | check (a verify check failed) | error
     what: str  # the task or the check
     detail: str = ""  # the diff, or the check's message
     repairable: bool = False
     hint: str = ""
+    managed: bool = True  # False: the check found state `up` does not manage
+    roles: list[str] = field(default_factory=list)  # a check's roles (a change: its task's role)
 
 
 @dataclass
@@ -73,9 +85,11 @@ class DriftReport:
 
     def counts_line(self) -> str:
         drifted = [h.host for h in self.hosts if h.items]
-        manual = sum(not i.repairable for i in self.items)
+        unmanaged = sum(not i.managed for i in self.items)
+        no_pending = sum(i.managed and not i.repairable for i in self.items)
         return (f"{len(self.items)} drifted item(s) on {len(drifted)} of {len(self.hosts)} host(s) "
-                f"({len(self.items) - manual} repairable by up, {manual} not managed by up)")
+                f"({len(self.items) - unmanaged - no_pending} repairable by up, {unmanaged} not managed by up, "
+                f"{no_pending} with no pending change in up)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -137,10 +151,29 @@ def pending_changes(artifact_dir: Path) -> list[DriftItem]:
         detail = "\n".join(filter(None, (render_diff(d) for d in diffs)))
         if not detail:
             detail = ("items: " + ", ".join(labels)) if labels else str(res.get("msg") or "would change")
-        items.append(DriftItem(host=data["host"], role=_role(data), kind="change",
+        role = _role(data)
+        items.append(DriftItem(host=data["host"], role=role, kind="change",
                                what=str(data.get("task") or ""), detail=detail, repairable=True,
-                               hint=REPAIR_HINT.format(host=data["host"])))
+                               hint=REPAIR_HINT.format(host=data["host"]), roles=[role]))
     return items
+
+
+def check_item(r: CheckResult, pending_roles: set[tuple[str, str]]) -> DriftItem:
+    """The drift item of a failed (or errored) check: repairable when the check is managed and one
+    of its roles has a pending change on its host (``pending_roles``: (host, role) pairs); its role
+    is the first of its roles with a pending change, else its first."""
+    roles = list(r.roles)
+    pending = [role for role in roles if (r.host, role) in pending_roles]
+    repairable = r.managed and bool(pending)
+    if not r.managed:
+        hint = UNMANAGED_HINT.format(hint=r.hint or UNMANAGED_DEFAULT)
+    elif repairable:
+        hint = REPAIR_HINT.format(host=r.host)
+    else:
+        hint = NO_PENDING_HINT.format(roles=", ".join(roles) or "no role")
+    return DriftItem(host=r.host, role=(pending or roles or [NO_ROLE])[0],
+                     kind="check" if r.outcome == "failed" else "error", what=r.check, detail=r.message,
+                     repairable=repairable, hint=hint, managed=r.managed, roles=roles)
 
 
 def merge(check: RunSummary | None, changes: list[DriftItem], verify: VerifyReport | None,
@@ -155,18 +188,11 @@ def merge(check: RunSummary | None, changes: list[DriftItem], verify: VerifyRepo
     pending_roles = {(i.host, i.role) for i in changes}
     for r in (verify.results if verify else []):
         host = out.setdefault(r.host, HostDrift(host=r.host))
-        ran.setdefault(r.host, set()).add(r.module)
+        ran.setdefault(r.host, set()).update(r.roles)  # counted per role, 0 when clean
         if r.outcome == "passed":
             host.checks_passed += 1
         elif r.outcome in ("failed", "error"):
-            marked = UNMANAGED_MARK.search(r.message)  # the check says `up` does not manage this
-            repairable = not marked and (r.host, r.module) in pending_roles
-            hint = REPAIR_HINT.format(host=r.host) if repairable else UNMANAGED_HINT
-            if marked:
-                hint = f"not managed by `up`: {marked.group(1)}"
-            host.items.append(DriftItem(
-                host=r.host, role=r.module, kind="check" if r.outcome == "failed" else "error",
-                what=r.check, detail=r.message, repairable=repairable, hint=hint))
+            host.items.append(check_item(r, pending_roles))
     for h in (check.hosts if check else []):
         host = out.setdefault(h.host, HostDrift(host=h.host))
         if h.status in ("failed", "unreachable"):

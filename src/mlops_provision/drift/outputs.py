@@ -24,11 +24,12 @@ def print_drift(report: DriftReport, console: Console | None = None) -> None:
     console = console or _console()
     for h in report.hosts:
         repairable = sum(i.repairable for i in h.items)
+        unmanaged = sum(not i.managed for i in h.items)
         head = Text(f"{h.host}: ")
         head.append(h.status, style=STYLE.get(h.status, "yellow" if h.status == "drift" else "green"))
         if h.items:
-            head.append(f" ({len(h.items)} item(s): {repairable} repairable by up, "
-                        f"{len(h.items) - repairable} not managed by up)")
+            head.append(f" ({len(h.items)} item(s): {repairable} repairable by up, {unmanaged} not managed by up, "
+                        f"{len(h.items) - repairable - unmanaged} with no pending change in up)")
         elif h.status == "clean":
             head.append(f" ({h.checks_passed} checks passed, no pending change)")
         if h.message:
@@ -48,8 +49,16 @@ def print_drift(report: DriftReport, console: Console | None = None) -> None:
     console.print(f"exit {report.exit_code}; run record: {report.run_dir}", highlight=False, soft_wrap=True)
 
 
+def _failure_type(item) -> str:
+    if item.repairable:
+        return "repairable"
+    return "unmanaged" if not item.managed else "no-pending-change"
+
+
 def write_junit(report: DriftReport, path: Path) -> None:
-    """One testsuite per host; one failing testcase per drifted item, one passing per clean role."""
+    """One testsuite per host; one failing testcase per drifted item (classname host.role, the
+    failure's type ``repairable``, ``unmanaged`` or ``no-pending-change``), one passing per clean
+    role."""
     suites = ET.Element("testsuites", name="mlops-provision drift")
     for h in report.hosts:
         cases = []
@@ -58,7 +67,7 @@ def write_junit(report: DriftReport, path: Path) -> None:
                               name=f"{'would change' if i.kind == 'change' else i.kind}: {i.what}")
             ET.SubElement(case, "error" if i.kind == "error" else "failure",
                           message=(i.detail.splitlines() or [""])[0][:200],
-                          type="repairable" if i.repairable else "unmanaged").text = (
+                          type=_failure_type(i)).text = (
                 f"{i.detail}\n\nrepair: {i.hint}")
             cases.append(case)
         if h.status in ("failed", "unreachable"):

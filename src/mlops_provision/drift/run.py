@@ -1,10 +1,12 @@
 """Run a drift check: check mode with diffs and the verify checks at once; records and history.
 
 The check run (ansible-runner, in this thread: it owns SIGTERM handling) and the checks (pytest
-processes, in a worker thread) run concurrently; the drift run's record is the check run's own
-directory, ``SITE/.mlops-provision/runs/<stamp>-drift/``: ``summary.json`` is the drift report,
-``check.json`` the check run's summary, ``verify.json`` the checks' results, ``artifacts/`` the
-check run's events (diffs included, secrets scrubbed).
+processes, in a worker thread) run concurrently; the hosts are resolved once, before either
+starts (and host matching is thread safe: :meth:`mlops_provision.site.resolve.AnsibleSite.matching`).
+The drift run's record is the check run's own directory, ``SITE/.mlops-provision/runs/<stamp>-drift/``:
+``summary.json`` is the drift report, ``check.json`` the check run's summary (the ``summary.json``
+the runner sealed the record with, renamed), ``verify.json`` the checks' results, ``artifacts/``
+the check run's events (diffs included, secrets scrubbed).
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ def run_drift(site: Site, *, limit: str | None = None, vault_password_file: Path
     def checks() -> VerifyReport:
         t = time.monotonic()
         try:
-            return run_checks(site, limit=limit, vault_password_file=vault_password_file)
+            return run_checks(site, limit=limit, hosts=hosts, vault_password_file=vault_password_file)
         finally:
             timings["verify"] = round(time.monotonic() - t, 1)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(checks)
+        # run_playbook resolves ``limit`` itself (through the same, locked, host matching).
         summary: RunSummary = run_playbook(site, verb="drift", limit=limit, check=True,
                                            vault_password_file=vault_password_file, on_change=on_change)
         verify = future.result()
@@ -60,10 +63,22 @@ def run_drift(site: Site, *, limit: str | None = None, vault_password_file: Path
     report.exit_code = exit_code(report.hosts, verify)
     report.duration_s = round(time.monotonic() - t0, 1)
     scrub = Scrubber(site.secrets())
-    _write_private(run_dir / "check.json", json.dumps(scrub.data(summary.to_dict()), indent=2))
+    keep_check_summary(run_dir, summary, scrub)
     _write_private(run_dir / "verify.json", json.dumps(scrub.data(verify.to_dict()), indent=2))
     _write_private(run_dir / "summary.json", json.dumps(scrub.data(report.to_dict()), indent=2))
     return report
+
+
+def keep_check_summary(run_dir: Path, summary: RunSummary, scrub: Scrubber) -> None:
+    """The check run's summary as ``check.json``: the runner sealed the record with it as
+    ``summary.json`` (the name the drift report takes next), so that file is renamed; written
+    from ``summary`` only where the runner left none."""
+    sealed = run_dir / "summary.json"
+    if sealed.is_file():
+        os.replace(sealed, run_dir / "check.json")
+        os.chmod(run_dir / "check.json", 0o600)
+    else:
+        _write_private(run_dir / "check.json", json.dumps(scrub.data(summary.to_dict()), indent=2))
 
 
 def save_verify_record(site: Site, report: VerifyReport) -> Path:
@@ -92,7 +107,9 @@ def history(inventory: Path, last: int = 10) -> list[dict]:
             out.append({"run_dir": str(run_dir), "started": run_dir.name.split("-")[0],
                         "exit_code": None, "total": None, "hosts": {}, "note": "no summary (killed?)"})
         else:
-            if data.get("verb") != "drift":  # the check run's own summary: the drift run died
+            # The check run's own summary (its verb is drift too, it has no total): the drift run
+            # died between the check run's end and its report.
+            if data.get("verb") != "drift" or "total" not in data:
                 data = {"started": data.get("started"), "exit_code": None, "total": None, "counts": {}}
             out.append({"run_dir": str(run_dir), "started": data.get("started"),
                         "exit_code": data.get("exit_code"), "total": data.get("total"),

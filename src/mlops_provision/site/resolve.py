@@ -5,6 +5,7 @@ OS vars file the role includes, the inventory), templated by Ansible's ``Templar
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +22,11 @@ def _init_plugins() -> None:
 
 
 class AnsibleSite:
-    """Ansible's own view of one inventory source."""
+    """Ansible's own view of one inventory source.
+
+    Host matching is thread safe: ``matching`` narrows the shared ``InventoryManager`` for a
+    moment (``subset``), so it and every other host listing hold ``_hosts_lock`` (drift resolves
+    ``--limit`` in two threads at once: the check run and the checks)."""
 
     def __init__(self, inventory: Path, vault_secrets: list, decrypt: Any = None):
         _init_plugins()
@@ -38,9 +43,11 @@ class AnsibleSite:
         self.loader.set_vault_secrets(vault_secrets)
         self.inventory = InventoryManager(loader=self.loader, sources=[str(inventory)])
         self.variables = VariableManager(loader=self.loader, inventory=self.inventory)
+        self._hosts_lock = threading.RLock()
 
     def hosts(self) -> list[str]:
-        return sorted(h.name for h in self.inventory.get_hosts("all"))
+        with self._hosts_lock:
+            return sorted(h.name for h in self.inventory.get_hosts("all"))
 
     def groups(self) -> dict[str, list[str]]:
         return {name: sorted(h.name for h in group.get_hosts())
@@ -69,12 +76,13 @@ class AnsibleSite:
         """The hosts ``--limit pattern`` selects, as ``ansible-playbook`` selects them."""
         if not pattern:
             return self.hosts()
-        self.inventory.subset(pattern)
-        try:
-            return sorted(h.name for h in self.inventory.get_hosts("all"))
-        finally:
-            self.inventory.remove_restriction()
-            self.inventory.subset(None)
+        with self._hosts_lock:  # the subset is the shared InventoryManager's: one pattern at a time
+            self.inventory.subset(pattern)
+            try:
+                return sorted(h.name for h in self.inventory.get_hosts("all"))
+            finally:
+                self.inventory.remove_restriction()
+                self.inventory.subset(None)
 
     def play_hosts(self, pattern: str | tuple[str, ...]) -> set[str]:
         """The hosts a play with ``hosts: pattern`` runs on (no ``--limit``), as
@@ -84,11 +92,12 @@ class AnsibleSite:
         hosts = list(pattern) if isinstance(pattern, tuple) else pattern
         # A play may name a group this site does not declare (no GPU workers): that selects no
         # host, as in ansible-playbook, without its warning on the admin's terminal.
-        mismatch, C.HOST_PATTERN_MISMATCH = C.HOST_PATTERN_MISMATCH, "ignore"
-        try:
-            return {h.name for h in self.inventory.get_hosts(hosts)}
-        finally:
-            C.HOST_PATTERN_MISMATCH = mismatch
+        with self._hosts_lock:
+            mismatch, C.HOST_PATTERN_MISMATCH = C.HOST_PATTERN_MISMATCH, "ignore"
+            try:
+                return {h.name for h in self.inventory.get_hosts(hosts)}
+            finally:
+                C.HOST_PATTERN_MISMATCH = mismatch
 
     def role_vars(self, host: str, roles: Iterable[str], facts: dict[str, Any] | None = None,
                   roles_dir: Path | None = None) -> dict[str, Any]:

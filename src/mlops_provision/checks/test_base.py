@@ -225,6 +225,46 @@ def test_platform_names_resolve(host, node):
     assert not wrong, message
 
 
+#: Lines of /etc/hosts that Debian writes (and systemd's hostname line): not drift.
+DISTRIBUTION_HOSTS = re.compile(r"^(127\.0\.0\.1\s+localhost\b|127\.0\.1\.1\s|::1\s|ff02::[12]\s|fe00::0\s)")
+
+
+def _download_names(node) -> set[str]:
+    """The names the node downloads from, as the site sets them: the apt mirror(s) (Debian's own
+    when none is set), the Python package index (PyPI's when none is set), its trusted hosts."""
+    from urllib.parse import urlsplit
+
+    urls = [node.vars.get(k) for k in ("base_apt_mirror", "base_apt_security_mirror", "base_pip_index_url")]
+    names = {urlsplit(u).hostname for u in urls if u}
+    if not node.vars.get("base_apt_mirror"):
+        names |= {"deb.debian.org", "security.debian.org"}
+    if not node.vars.get("base_pip_index_url"):
+        names |= {"pypi.org", "files.pythonhosted.org"}
+    return {n for n in names | set(node.vars.get("base_pip_trusted_hosts") or []) if n}
+
+
+def test_etc_hosts_only_ours(host, node):
+    """/etc/hosts holds only our block and the distribution's lines"""
+    if not node["base_manage_etc_hosts"]:
+        pytest.skip("base_manage_etc_hosts is false")
+    from mlops_provision.checks.unmanaged import Unmanaged
+
+    text = host.file("/etc/hosts").content_string
+    before, _, rest = text.partition("# BEGIN mlops-provision nodes")
+    outside = before + rest.partition("# END mlops-provision nodes")[2]
+    foreign = [line.strip() for line in outside.splitlines()
+               if line.strip() and not line.lstrip().startswith("#") and not DISTRIBUTION_HOSTS.match(line.strip())]
+    if not foreign:
+        return
+    downloads = _download_names(node)
+    redirected = [line for line in foreign if downloads & set(line.split()[1:])]
+    what = f"lines outside the mlops-provision block of /etc/hosts: {'; '.join(foreign)}"
+    if redirected:  # a name the node downloads packages from now resolves where the site did not say
+        what += (f" (a download source resolves from /etc/hosts, not as the site says: "
+                 f"{'; '.join(redirected)})")
+    raise Unmanaged(what, "remove the line(s) by hand, or add the names to the inventory")
+
+
 def test_pip_index_pinned(host, node):
     """pip uses only the configured package index"""
     from mlops_provision.checks.unmanaged import Unmanaged

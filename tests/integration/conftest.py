@@ -171,3 +171,27 @@ def verify_report(converged_containers, container_inventory, tmp_path_factory):
     junit = tmp_path_factory.mktemp("verify") / "verify.xml"
     res = mp("verify", "-i", container_inventory, "--output", "json", "--junit", junit)
     return res.rc, res.json(), junit
+
+
+def changed_by_host(summary: dict) -> dict[str, set[str]]:
+    """Per host, the tasks and handlers that reported a change in a run (``up`` or ``up --check``,
+    from its JSON summary's run record): what check mode predicted, or what the real run did."""
+    from mlops_provision.records import events
+
+    out: dict[str, set[str]] = {}
+    for event in events(Path(summary["run_dir"]) / "artifacts" / "ansible"):
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_ok" and (data.get("res") or {}).get("changed") and data.get("host"):
+            out.setdefault(data["host"], set()).add(str(data.get("task")))
+    return out
+
+
+def assert_check_predicted(check: dict, real: dict, hosts: list[str]) -> None:
+    """`up --check` (summary ``check``) predicted the following `up` (``real``) exactly: per host
+    the same set of changed tasks, and check mode's exit code 4 exactly when a change was due."""
+    predicted, done = changed_by_host(check), changed_by_host(real)
+    diff = {h: {"predicted, not done": sorted(predicted.get(h, set()) - done.get(h, set())),
+                "done, not predicted": sorted(done.get(h, set()) - predicted.get(h, set()))}
+            for h in hosts if predicted.get(h, set()) != done.get(h, set())}
+    assert not diff, diff
+    assert check["exit_code"] == (4 if any(predicted.get(h) for h in hosts) else 0), check["exit_code"]

@@ -19,7 +19,14 @@ from mlops_provision.checks import test_containerd as cd_checks
 from mlops_provision.checks import test_nvidia_driver as nd_checks
 from mlops_provision.records import events
 from tests.conftest import mp
-from tests.integration.conftest import by_host, node_ssh, variant, vault_password
+from tests.integration.conftest import (
+    assert_check_predicted,
+    by_host,
+    changed_by_host,
+    node_ssh,
+    variant,
+    vault_password,
+)
 
 pytestmark = pytest.mark.integration
 GPU_NODE = "node3"
@@ -130,6 +137,29 @@ def test_check_mode_reports_no_change(gpu_inventory, gpu_up):
     res = _up(gpu_inventory, "--check")
     assert by_host(res.json())[GPU_NODE]["changed"] == 0, changed_tasks(res.json())
     assert res.rc == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+def test_check_mode_predicts_the_module_and_initramfs_repairs(box, gpu_inventory, gpu_up):
+    """The NVIDIA module taken out of the kernel's tree (`dkms uninstall`) and an initramfs rebuilt
+    without the nouveau blacklist: both repairs are commands that check mode used to skip. `up
+    --check` now reports exactly the tasks the following `up` changes."""
+    kver = ssh(box, "ls /lib/modules").split()[0]
+    version = ssh(box, f"dkms status -k {kver}").split(",")[0].split("/")[1].strip()
+    conf = "/etc/modprobe.d/mlops-provision-nouveau.conf"
+    node_ssh(box, GPU_NODE, f"dkms uninstall -m nvidia-current -v {version} -k {kver} >/dev/null && "
+                            f"mv {conf} /root/nouveau.conf && mkinitramfs -o /boot/initrd.img-{kver} {kver} && "
+                            f"mv /root/nouveau.conf {conf}")
+    assert ": installed" not in ssh(box, f"dkms status -k {kver}")
+    check = _up(gpu_inventory, "--check")
+    assert check.rc == 4, check.stdout[-3000:] + check.stderr[-2000:]
+    real = _up(gpu_inventory)
+    assert real.rc == 0, real.stdout[-3000:] + real.stderr[-2000:]
+    assert_check_predicted(check.json(), real.json(), [GPU_NODE])
+    repairs = {"Nvidia_driver | Build and install the module for each kernel that lacks it",
+               "Nvidia_driver | Rebuild the initramfs that lacks the current blacklist"}
+    assert repairs <= changed_by_host(real.json())[GPU_NODE]
+    assert ": installed" in ssh(box, f"dkms status -k {kver}")
+    assert "mlops-provision-nouveau.conf" in ssh(box, f"lsinitramfs /boot/initrd.img-{kver} | grep modprobe.d/")
 
 
 def test_verify_passes_and_skips_the_gpu_present_checks(gpu_inventory, gpu_up):

@@ -26,8 +26,10 @@ import pytest
 
 from tests.conftest import mp
 from tests.integration.conftest import (
+    assert_check_predicted,
     bring_up,
     by_host,
+    changed_by_host,
     edit_inventory,
     node_ssh,
     tear_down,
@@ -96,6 +98,37 @@ def test_converge_then_verify_hardening(inventory, converged):
         assert ("node1", check) in passed, check
 
 
+# Kernel-side drift that `up` repairs, each through a task check mode used to skip (a command) or a
+# handler: injection on node1 -> a task or handler that must change in `up` and in `up --check`.
+VM_REPAIRS = {
+    "sysctl -qw kernel.sysrq=1 net.ipv4.conf.all.send_redirects=1":
+        "Os_hardening | Apply the kernel parameters where the effective value differs",
+    "pam-auth-update --package --remove mlops-pwhistory":
+        "Os_hardening | Rebuild the common-* PAM files with the profiles (pam-auth-update)",
+    "swapon /swapfile": "Kubernetes_node | Turn swap off now",
+    "echo '# edited by hand' >> /etc/nftables.d/mlops_host.nft": "Firewall | Load our table",
+    "sed -i 's/^max_log_file = .*/max_log_file = 1/' /etc/audit/auditd.conf": "Audit | Reconfigure auditd",
+}
+
+
+def test_check_mode_predicts_the_kernel_side_repairs(inventory, converged):
+    """On the VM (a kernel of its own): a runtime sysctl, a PAM profile disabled, swap on, our nft
+    table and auditd's configuration edited. `up --check` reports exactly the tasks and handlers
+    the following `up` changes, exit 4; each injection's repair is among them."""
+    for inject in VM_REPAIRS:
+        node_ssh(inventory, "node1", inject)
+    args = ("up", "-i", inventory, "--limit", "node1", "--tags", TAGS, "--output", "json")
+    check = mp(*args, "--check", timeout=2400)
+    assert check.rc == 4, check.stdout[-3000:] + check.stderr[-3000:]
+    real = mp(*args, timeout=2400)
+    assert real.rc == 0, real.stdout[-3000:] + real.stderr[-3000:]
+    assert_check_predicted(check.json(), real.json(), ["node1"])
+    done = changed_by_host(real.json()).get("node1", set())
+    assert set(VM_REPAIRS.values()) <= done, sorted(done)
+    assert node_ssh(inventory, "node1", "swapon --show=NAME --noheadings").stdout.strip() == ""
+    assert node_ssh(inventory, "node1", "sysctl -n kernel.sysrq").stdout.strip() == "0"
+
+
 def test_second_up_changes_nothing(inventory, converged):
     res = mp("up", "-i", inventory, "--limit", "node1", "--tags", TAGS, "--output", "json",
              timeout=2400)
@@ -122,9 +155,14 @@ def test_kernel_side_drift_is_caught(inventory, converged):
         node_ssh(inventory, "node1", inject)
     try:
         res = mp("verify", "-i", inventory, "--limit", "node1", "-k", select, "--output", "json")
-        failed = {r["check"]: r["message"] for r in res.json()["results"] if r["outcome"] == "failed"}
+        failed = {r["check"]: r for r in res.json()["results"] if r["outcome"] == "failed"}
         assert res.rc == 1 and set(KERNEL_DRIFT) <= set(failed), failed
-        assert "[not managed by up:" in failed["audit rules.d holds only our rules"]
+        # Structured, not message text: a file next to ours is not `up`'s to repair (with a hint),
+        # a runtime sysctl is (check mode predicts its repair: test_check_mode_predicts_...).
+        strange = failed["audit rules.d holds only our rules"]
+        assert strange["managed"] is False and strange["hint"] and strange["roles"] == ["audit"], strange
+        sysctl = failed["kernel parameters have their effective values"]
+        assert sysctl["managed"] is True and sysctl["roles"] == ["os_hardening"], sysctl
     finally:
         for _inject, undo in KERNEL_DRIFT.values():
             node_ssh(inventory, "node1", undo, check=False)
@@ -344,3 +382,21 @@ def test_tang_down_at_boot_then_up_opens_from_the_escrow(inventory, tang):
     res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
              "--vault-password-file", vault_password(inventory))
     assert res.rc == 0 and by_host(res.json())["node1"]["changed"] == 0, res.stdout + res.stderr
+
+
+def test_check_mode_predicts_the_tang_rebind(inventory, tang):
+    """node1's Tang binding removed by hand: `up --check` reports the bind (it used to skip it in
+    check mode and say nothing), the real `up` makes exactly that change, from the escrowed key."""
+    dev = node_ssh(inventory, "node1", "cryptsetup status mlops-data | awk '/device:/ {print $2}'").stdout.strip()
+    slot = node_ssh(inventory, "node1", f"clevis luks list -d {dev} | cut -d: -f1 | head -n 1").stdout.strip()
+    node_ssh(inventory, "node1", f"clevis luks unbind -f -d {dev} -s {slot}")
+    assert node_ssh(inventory, "node1", f"clevis luks list -d {dev}", check=False).stdout.strip() == ""
+    args = ("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
+            "--vault-password-file", vault_password(inventory))
+    check = mp(*args, "--check", timeout=1800)
+    assert check.rc == 4, check.stdout[-3000:] + check.stderr[-3000:]
+    real = mp(*args, timeout=1800)
+    assert real.rc == 0, real.stdout[-3000:] + real.stderr[-3000:]
+    assert_check_predicted(check.json(), real.json(), ["node1"])
+    assert "Disk_encryption | Bind each volume to the Tang servers" in changed_by_host(real.json())["node1"]
+    assert node_ssh(inventory, "node1", f"clevis luks list -d {dev}").stdout.strip() != ""

@@ -75,7 +75,11 @@ def _curl(host, server: Server, url: str, *args: str):
 
 
 def _main_pid(host) -> int:
-    return int(host.check_output("systemctl show -p MainPID --value mlflow"))
+    """The server's process; a check that reads it fails plainly when the server does not run
+    (its own check says so: 'MLflow server active and enabled')."""
+    pid = int(host.check_output("systemctl show -p MainPID --value mlflow") or 0)
+    assert pid, "mlflow.service is not running: nothing to read from its process"
+    return pid
 
 
 def test_server_running(host, server):

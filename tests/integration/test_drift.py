@@ -121,7 +121,8 @@ DRIFTS = [
     Drift("node1", "mlflow", "MLflow server", True, "systemctl stop mlflow"),
     # installed != pinned, with the server stopped: drift names both versions
     Drift("node1", "mlflow", f"{MLFLOW_OLD} installed in /opt/mlflow/venv, {MLFLOW_NEW} pinned", True,
-          f"sed -i 's/^Version: .*/Version: {MLFLOW_OLD}/' /opt/mlflow/venv/lib/python3*/site-packages/mlflow-*.dist-info/METADATA"),
+          f"sed -i 's/^Version: .*/Version: {MLFLOW_OLD}/' "
+          "/opt/mlflow/venv/lib/python3*/site-packages/mlflow-*.dist-info/METADATA"),
 ]
 
 

@@ -2,7 +2,8 @@
 """Files in a directory a role owns that neither the role nor a Debian package put there.
 
 The roles call it to remove such files where the inventory asks for it (``<role>_purge_unmanaged``);
-the checks (src/mlops_provision/checks/unmanaged.py) report the same files as drift.
+the checks (src/mlops_provision/checks/unmanaged.py) report the same files as drift. Which files
+those are is defined once, in src/mlops_provision/checks/unmanaged_files.py (module_utils/ links it).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.mlops_unmanaged_files import unmanaged
 
 DOCUMENTATION = r"""
 module: mlops_unmanaged
@@ -34,39 +36,6 @@ files: {description: The unmanaged files found (full paths, sorted)., type: list
 """
 
 
-def _names(path: str, recurse: bool) -> list[str]:
-    if not os.path.isdir(path):
-        return []
-    if not recurse:
-        return sorted(n for n in os.listdir(path) if not os.path.isdir(os.path.join(path, n))
-                      or os.path.islink(os.path.join(path, n)))
-    found = []
-    for root, _dirs, files in os.walk(path):
-        found += [os.path.relpath(os.path.join(root, f), path) for f in files]
-    return sorted(found)
-
-
-def unmanaged(module: AnsibleModule, path: str, ours: set[str], prefix: str, extra: set[str],
-              recurse: bool) -> list[str]:
-    candidates = [n for n in _names(path, recurse)
-                  if n not in ours | extra and not (prefix and n.startswith(prefix))]
-    full = [os.path.join(path, n) for n in candidates]
-    if not full:
-        return []
-    packaged = _packaged(module, full)
-    # A link (Debian's alternatives) is the distribution's when what it resolves to is a package's.
-    links = {p: os.path.realpath(p) for p in full if p not in packaged and os.path.islink(p)}
-    targets = _packaged(module, sorted(set(links.values()))) if links else set()
-    return sorted(p for p in full if p not in packaged and links.get(p) not in targets)
-
-
-def _packaged(module: AnsibleModule, paths: list[str]) -> set[str]:
-    """Those of ``paths`` a Debian package owns."""
-    _rc, out, _err = module.run_command(["dpkg-query", "-S", *paths])  # rc 1 when some are nobody's
-    return {line.split(": ", 1)[1].strip() for line in out.splitlines()
-            if ": " in line and not line.startswith("diversion ")}
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -80,7 +49,10 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    files = unmanaged(module, p["path"], set(p["ours"]), p["prefix"], set(p["extra"]), p["recurse"])
+    def run(argv: list[str]) -> str:
+        return module.run_command(argv)[1]
+
+    files = unmanaged(p["path"], p["ours"], p["prefix"], p["extra"], p["recurse"], run=run)
     changed = bool(p["remove"] and files)
     if changed and not module.check_mode:
         for path in files:

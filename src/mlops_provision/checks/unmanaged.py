@@ -16,7 +16,12 @@ writes either as the result's ``managed: false`` and ``hint`` fields; `drift` re
 
 from __future__ import annotations
 
+import json
 import shlex
+from pathlib import Path
+
+#: Run on the node by :func:`strangers` (the same file the ``mlops_unmanaged`` module imports).
+_SOURCE = (Path(__file__).parent / "unmanaged_files.py").read_text()
 
 #: The ``record_property`` name by which a check says what it found is not managed by `up`
 #: (its value: the hint on what to do).
@@ -37,32 +42,13 @@ class Unmanaged(AssertionError):
 def strangers(host, directory: str, ours: set[str] | None = None, prefix: str = "mlops-provision",
               extra: set[str] | None = None, recurse: bool = False) -> list[str]:
     """Files in ``directory`` that neither the role (names in ``ours`` or starting with
-    ``prefix``) nor a Debian package put there; sorted full paths. A missing directory has none."""
-    depth = "" if recurse else "-maxdepth 1"
-    found = host.run(f"find {shlex.quote(directory)} -mindepth 1 {depth} ! -type d -printf '%P\\n' 2>/dev/null")
-    names = [n for n in found.stdout.splitlines() if n.strip()]
-    keep = (ours or set()) | (extra or set())
-    candidates = [n for n in names if n not in keep and not (prefix and n.startswith(prefix))]
-    if not candidates:
-        return []
-    full = [f"{directory.rstrip('/')}/{n}" for n in candidates]
-    packaged = _packaged(host, full)
-    rest = [p for p in full if p not in packaged]
-    if not rest:
-        return []
-    # A link (Debian's alternatives) is the distribution's when what it resolves to is a package's.
-    resolved = host.run("for p in " + " ".join(shlex.quote(p) for p in rest)
-                        + "; do [ -L \"$p\" ] && printf '%s\\t%s\\n' \"$p\" \"$(readlink -f \"$p\")\"; done; true")
-    links = dict(line.split("\t", 1) for line in resolved.stdout.splitlines() if "\t" in line)
-    targets = _packaged(host, sorted(set(links.values()))) if links else set()
-    return sorted(p for p in rest if links.get(p) not in targets)
-
-
-def _packaged(host, paths: list[str]) -> set[str]:
-    """Those of ``paths`` a Debian package owns."""
-    owned = host.run("dpkg-query -S " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null")
-    return {line.split(": ", 1)[1].strip() for line in owned.stdout.splitlines()
-            if ": " in line and not line.startswith("diversion ")}
+    ``prefix``) nor a Debian package put there; sorted full paths. A missing directory has none.
+    Decided on the node by :mod:`mlops_provision.checks.unmanaged_files`, the code the roles'
+    ``mlops_unmanaged`` module runs, so that the checks and the purge agree file for file."""
+    args = {"path": directory, "ours": sorted(ours or ()), "prefix": prefix, "extra": sorted(extra or ()),
+            "recurse": recurse}
+    out = host.check_output(f"python3 -c {shlex.quote(_SOURCE)} {shlex.quote(json.dumps(args))}")
+    return json.loads(out)
 
 
 def assert_only_ours(directory: str, files: list[str], purge_var: str, purging: bool) -> None:

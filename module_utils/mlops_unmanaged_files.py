@@ -1,0 +1,1 @@
+../src/mlops_provision/checks/unmanaged_files.py

@@ -228,19 +228,25 @@ def mlflow_group() -> None:
     """Operate the MLflow tracking server (group mlflow): take and restore backups."""
 
 
-BACKUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+def backup_name_pattern() -> re.Pattern[str]:
+    """The format of a backup's name, as the mlflow playbooks check it (``mlflow_backup_name_pattern``
+    in playbooks/vars/mlflow_backup.yml, the one place it is written)."""
+    import yaml
+
+    from mlops_provision import paths
+
+    data = yaml.safe_load((paths.playbook("vars") / "mlflow_backup.yml").read_text()) or {}
+    return re.compile(str(data["mlflow_backup_name_pattern"]))
 
 
 def _run_mlflow_playbook(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
                          playbook: str, verb: str, backup: str, output: str) -> None:
     """Run one of the mlflow playbooks on the selected hosts of group mlflow, like `up`."""
-    import os
-
     from mlops_provision import paths, reports
     from mlops_provision.progress import Progress
     from mlops_provision.runner import run_playbook
 
-    if not BACKUP_NAME.fullmatch(backup):
+    if not backup_name_pattern().fullmatch(backup):
         err.print(f"[bold red]invalid backup name {backup!r}[/]: expected letters, digits, '.', '_' and "
                   "'-', starting with a letter or digit", highlight=False)
         sys.exit(EXIT_BAD_INPUT)
@@ -251,12 +257,11 @@ def _run_mlflow_playbook(inventory_path: Path, vault_password_file: Path | None,
         err.print(f"[bold red]no host of group mlflow{' matches --limit ' + repr(limit) if limit else ''} "
                   f"in {inventory_path}[/]", highlight=False)
         sys.exit(EXIT_BAD_INPUT)
-    # The playbook reads the backup's name from the environment (ansible-runner passes it on).
-    os.environ["MLOPS_MLFLOW_BACKUP"] = backup
+    # The backup's name is a run parameter: an extra var, as `ansible-playbook -e` passes it.
     with Progress(enabled=True) as progress:
         summary = run_playbook(inventory, verb=verb, playbook=paths.playbook(playbook),
                                limit=",".join(targets), vault_password_file=vault_password_file,
-                               on_change=progress.update)
+                               on_change=progress.update, extravars={"mlflow_backup_name": backup})
     if output == "json":
         click.echo(reports.run_json(summary))
     else:

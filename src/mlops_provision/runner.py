@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from mlops_provision.site import Site as Inventory
 
 # Exit codes of `up` (and of every command that converges hosts): mlops_provision.errors.
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "OWNER", "RunSummary", "RunTracker",
-           "new_run_dir", "run_playbook", "seal_abandoned"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "NOTES_STAT", "OWNER", "RunSummary",
+           "RunTracker", "new_run_dir", "notes_from_stats", "run_playbook", "seal_abandoned"]
 
 
 @dataclass
@@ -84,6 +84,9 @@ class RunSummary:
     exit_code: int = EXIT_OK
     run_dir: str = ""
     hosts: list[HostResult] = field(default_factory=list)
+    #: What the roles hand the operator per host (:data:`NOTES_STAT`), e.g.
+    #: ``{"gpu1": [{"kind": "reboot", "reason": "..."}, {"kind": "mok_enrolment", ...}]}``.
+    notes: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +95,33 @@ class RunSummary:
     def totals(self) -> dict[str, int]:
         keys = ("ok", "changed", "failed", "unreachable", "skipped")
         return {k: sum(getattr(h, k) for h in self.hosts) for k in keys}
+
+
+#: The ``set_stats`` key under which roles hand per-host notes to the run summary (e.g.
+#: roles/nvidia_driver/tasks/outcome.yml: a reboot needed and why, MOK enrolment pending). Each
+#: host sets ``{NOTES_STAT: {inventory_hostname: [{"kind": ..., "reason": ...}]}}`` run-wide
+#: (``per_host: false``: ansible-runner hands on only the run-wide stats, as the
+#: ``playbook_on_stats`` event's ``artifact_data``) and ``aggregate: true`` (Ansible merges the
+#: hosts' mappings into one; a host that sets it again replaces its own list).
+NOTES_STAT = "mlops_host_notes"
+
+
+def notes_from_stats(artifact_data: object) -> dict[str, list[dict[str, str]]]:
+    """The per-host notes in a ``playbook_on_stats`` event's ``artifact_data``: each a mapping
+    with ``kind`` and ``reason`` (a bare string is a note of kind "note"); anything else left
+    out."""
+    raw = artifact_data.get(NOTES_STAT) if isinstance(artifact_data, dict) else None
+    notes: dict[str, list[dict[str, str]]] = {}
+    for host, items in (raw or {}).items() if isinstance(raw, dict) else ():
+        found = []
+        for item in items if isinstance(items, list) else [items]:
+            if isinstance(item, str) and item:
+                found.append({"kind": "note", "reason": item})
+            elif isinstance(item, dict) and item.get("kind"):
+                found.append({"kind": str(item["kind"]), "reason": str(item.get("reason") or "")})
+        if found:
+            notes[str(host)] = found
+    return dict(sorted(notes.items()))
 
 
 def exit_code_for(hosts: list[HostResult], ansible_rc: int | None) -> int:
@@ -118,6 +148,7 @@ class RunTracker:
         self.on_change = on_change
         self.log: list[str] = []
         self.pid: int | None = None  # ansible-playbook's, from its events
+        self.notes: dict[str, list[dict[str, str]]] = {}  # from the run's stats (NOTES_STAT)
 
     def _host(self, name: str) -> HostResult:
         return self.hosts.setdefault(name, HostResult(name))
@@ -165,6 +196,8 @@ class RunTracker:
                 h.task = data.get("task", self.task)
                 h.message = self.scrub.text(self._why(data.get("res", {})))
                 self.log.append(f"FAILED {host}: {h.task}: {h.message}")
+        elif kind == "playbook_on_stats":
+            self.notes = notes_from_stats(data.get("artifact_data"))
         elif host and kind == "runner_on_unreachable":
             h = self._host(host)
             h.unreachable += 1
@@ -246,7 +279,11 @@ def run_playbook(
     vault_password_file: Path | None = None,
     on_change: Callable[[RunTracker], None] | None = None,
     extra_secrets: tuple[str, ...] = (),
+    extravars: dict[str, object] | None = None,
 ) -> RunSummary:
+    """Run ``playbook`` (default site.yml) on the inventory's hosts (``limit``: an Ansible
+    ``--limit``); ``extravars`` are the run's parameters, passed as Ansible extra vars (``-e``:
+    a plain ``ansible-playbook`` user passes the same ones)."""
     playbook = playbook or paths.playbook("site.yml")
     scrubber = Scrubber([*inventory.secrets(), *extra_secrets])
     targets = hosts_matching(inventory, limit)
@@ -280,6 +317,7 @@ def run_playbook(
         limit=limit,
         tags=tags,
         cmdline=" ".join(cmdline) if cmdline else None,
+        extravars=extravars or None,
         envvars=env,
         quiet=True,
         event_handler=tracker.handle,
@@ -313,6 +351,7 @@ def run_playbook(
                 setattr(host, attr, stats[key][name])
         host.settle()
     summary.hosts = sorted(tracker.hosts.values(), key=lambda h: h.host)
+    summary.notes = tracker.notes
     summary.exit_code = exit_code_for(summary.hosts, result.rc)
     if check and summary.exit_code == EXIT_OK and any(h.changed for h in summary.hosts):
         summary.exit_code = EXIT_DRIFT  # check mode: changes are pending

@@ -132,3 +132,94 @@ def test_sandbox_refuses_more_nodes_than_its_kind_allows(tmp_path: Path, kind, n
     assert res.rc == 2, res.stdout + res.stderr
     assert f"at most {limit} nodes" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / ".mlops-provision").exists(), "nothing started"
+
+
+# --------------------------------------------------------------------------- mlflow backup|restore, facts
+EXAMPLE = ["-i", "inventories/example", "--vault-password-file", "inventories/example/example-vault-password"]
+
+
+@pytest.fixture
+def fake_run(monkeypatch):
+    """run_playbook replaced: what each call was given, and a clean summary back."""
+    import os
+
+    from mlops_provision import runner
+
+    calls: list[dict] = []
+
+    def run_playbook(inventory, **kwargs):
+        calls.append({**kwargs, "env_backup": os.environ.get("MLOPS_MLFLOW_BACKUP")})
+        return runner.RunSummary(verb=kwargs["verb"], inventory=str(inventory.path), playbook=str(kwargs["playbook"]),
+                                 check=False, limit=kwargs.get("limit"), tags=None, started="now", run_dir="/nowhere")
+
+    monkeypatch.setattr(runner, "run_playbook", run_playbook)
+    monkeypatch.chdir(Path(__file__).parents[2])
+    return calls
+
+
+@pytest.mark.parametrize(("verb", "option", "playbook"), [("backup", "--name", "mlflow-backup.yml"),
+                                                          ("restore", "--backup", "mlflow-restore.yml")])
+def test_mlflow_backup_name_is_an_extra_var(fake_run, verb, option, playbook):
+    """The backup's name reaches the playbook as the extra var mlflow_backup_name (what
+    `ansible-playbook -e` passes), not through the environment."""
+    from click.testing import CliRunner
+
+    from mlops_provision.cli import main
+
+    res = CliRunner().invoke(main, ["mlflow", verb, *EXAMPLE, option, "nightly-1.2_3", "--output", "json"])
+    assert res.exit_code == 0, res.output
+    (call,) = fake_run
+    assert call["extravars"] == {"mlflow_backup_name": "nightly-1.2_3"} and call["env_backup"] is None
+    assert Path(call["playbook"]).name == playbook and call["limit"] == "cp1"  # the example's mlflow host
+
+
+@pytest.mark.parametrize("name", ["../etc", ".hidden", "a/b", "a b", "x\n", "-rf", ""])
+def test_a_bad_backup_name_is_refused_before_any_run(fake_run, name):
+    from click.testing import CliRunner
+
+    from mlops_provision.cli import main
+
+    res = CliRunner().invoke(main, ["mlflow", "restore", *EXAMPLE, "--backup", name])
+    assert res.exit_code == 2 and "invalid backup name" in res.output, res.output
+    assert fake_run == []
+
+
+def test_the_cli_and_the_playbooks_check_one_backup_name_format():
+    """One pattern (playbooks/vars/mlflow_backup.yml): the CLI's check and both playbooks' read it."""
+    import yaml
+
+    from mlops_provision import paths
+    from mlops_provision.cli import backup_name_pattern
+
+    assert backup_name_pattern().pattern == "^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    for book in ("mlflow-backup.yml", "mlflow-restore.yml"):
+        (play,) = yaml.safe_load(paths.playbook(book).read_text())
+        assert play["vars_files"] == ["vars/mlflow_backup.yml"]
+        check = play["tasks"][0]["ansible.builtin.assert"]["that"]
+        assert "mlflow_backup_name is regex(mlflow_backup_name_pattern, match_type='fullmatch')" in check
+        assert "lookup" not in paths.playbook(book).read_text()  # no environment variable
+
+
+def test_facts_json_gives_each_node_its_record(monkeypatch):
+    from click.testing import CliRunner
+
+    from mlops_provision.cli import main
+    from mlops_provision.gpu import collect as collect_module
+    from mlops_provision.runner import HostResult, RunSummary
+
+    def collect(inventory, *, limit=None, vault_password_file=None):
+        summary = RunSummary(verb="facts", inventory="x", playbook="facts.yml", check=False, limit=limit, tags=None,
+                             started="now", run_dir="/runs/1", exit_code=3,
+                             hosts=[HostResult("a", ok=1, status="ok"),
+                                    HostResult("b", unreachable=1, status="unreachable", message="no route")])
+        return summary, {"a": {"kernel": "6.1"}, "b": None}
+
+    monkeypatch.setattr(collect_module, "collect", collect)
+    monkeypatch.chdir(Path(__file__).parents[2])
+    res = CliRunner().invoke(main, ["facts", *EXAMPLE, "--output", "json"])
+    assert res.exit_code == 3, res.output
+    import json
+
+    assert json.loads(res.output) == {"run_dir": "/runs/1", "exit_code": 3, "nodes": {
+        "a": {"status": "ok", "message": "", "facts": {"kernel": "6.1"}},
+        "b": {"status": "unreachable", "message": "no route", "facts": None}}}

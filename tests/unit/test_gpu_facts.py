@@ -10,7 +10,7 @@ import pynvml
 import pytest
 
 from mlops_provision.gpu import facts
-from mlops_provision.gpu.collect import FACTS_TASK, facts_from_run, human_lines
+from mlops_provision.gpu.collect import collect, facts_from_run, human_lines
 
 
 def test_real_pynvml_without_a_driver_says_so_plainly():
@@ -140,14 +140,39 @@ def test_driver_not_loaded_is_said_plainly():
 
 
 def test_facts_read_back_from_a_run_record(tmp_path):
+    """The record is the host's fact as the run left it, whatever the task that set it is called."""
     events = tmp_path / "artifacts" / "ansible" / "job_events"
     events.mkdir(parents=True)
     rec = facts.collect()
-    (events / "1-a.json").write_text(json.dumps({"event": "runner_on_ok", "event_data": {
-        "host": "node1", "task": FACTS_TASK, "res": {"ansible_facts": {"mlops_gpu_facts": rec}}}}))
-    (events / "2-b.json").write_text(json.dumps({"event": "runner_on_ok", "event_data": {
-        "host": "node1", "task": "something else", "res": {}}}))
-    assert facts_from_run(tmp_path) == {"node1": rec}
+    older = {**rec, "kernel": "older"}
+
+    def event(counter: int, host: str, res: dict, kind: str = "runner_on_ok") -> None:
+        (events / f"{counter}-e.json").write_text(json.dumps({"event": kind, "counter": counter, "event_data": {
+            "host": host, "task": f"any name {counter}", "res": res}}))
+
+    event(1, "node1", {"ansible_facts": {facts.FACT: older}})
+    event(2, "node1", {"ansible_facts": {facts.FACT: rec}})  # set again: the later one counts
+    event(3, "node1", {})
+    event(4, "node2", {"ansible_facts": {"other_fact": 1}})
+    event(5, "node3", {"ansible_facts": {facts.FACT: rec}}, kind="runner_on_failed")
+    event(6, "node4", {"results": [{"ansible_facts": {facts.FACT: rec}}]})  # from a loop
+    assert facts_from_run(tmp_path) == {"node1": rec, "node4": rec}
     text = "\n".join(human_lines("node1", rec))
     assert "node1: kernel" in text and "GPUs: none read" in text
     assert human_lines("node2", None, "unreachable") == ["node2: no facts (unreachable)"]
+
+
+def test_facts_of_a_real_run_on_this_machine(tmp_path):
+    """playbooks/facts.yml on this machine (a local connection) through ansible-runner: the
+    record of each host comes back from the run record."""
+    import sys
+
+    from mlops_provision.site import load
+
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    here:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {sys.executable}\n")
+    summary, records = collect(load(tmp_path / "hosts.yml", strict=False))
+    assert summary.exit_code == 0, summary
+    assert set(records) == {"here"} and records["here"]["schema"] == facts.SCHEMA
+    assert records["here"]["kernel"] == facts.collect()["kernel"]

@@ -141,3 +141,91 @@ def test_encryption_key_plain_or_malformed(tmp_path: Path) -> None:
     good.mkdir()
     load(site(good, plane_vars=_vault("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
          vault_password_file=EXAMPLE_PASSWORD)
+
+
+# --------------------------------------------------------------------------- one source per rule
+ROLE = Path(__file__).parents[2] / "roles" / "kubernetes_node"
+
+
+def test_the_upgrade_rule_is_one_file_for_validate_and_the_role() -> None:
+    """The role's filter plugin is a link to the module validate uses, not a copy."""
+    from mlops_provision.site import kubeadm
+
+    plugin = ROLE / "filter_plugins" / "mlops_kubeadm.py"
+    assert plugin.is_symlink() and plugin.resolve() == Path(kubeadm.__file__).resolve()
+
+
+UPGRADES = [("1.33.1", "1.33.1"), ("1.33.0", "1.33.1"), ("1.32.9", "1.33.1"), ("1.31.4", "1.33.1"),
+            ("1.33.2", "1.33.1"), ("1.34.0", "1.33.1"), ("1.32.9", "2.0.0"), ("1.33.1", "2.33.1")]
+
+
+@pytest.mark.parametrize(("installed", "pinned"), UPGRADES)
+def test_the_role_refuses_exactly_what_validate_refuses(installed: str, pinned: str) -> None:
+    """tasks/version.yml's check, evaluated by Ansible's templar with the role's filter plugins
+    and vars/main.yml, refuses an installed -> pinned move exactly when validate's rule does, with
+    validate's words."""
+    import yaml
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import filter_loader
+    from ansible.template import Templar, trust_as_template
+
+    from mlops_provision.site.resolve import _init_plugins
+
+    _init_plugins()  # Ansible's plugin loader, once per process (as the site model does)
+    filter_loader.add_directory(str(ROLE / "filter_plugins"))
+    task = next(t for t in yaml.safe_load((ROLE / "tasks" / "version.yml").read_text())
+                if "ansible.builtin.assert" in t)
+    role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    variables = {"inventory_hostname": "node1", "kubernetes_node_installed": installed, "kubernetes_version": pinned,
+                 "kubernetes_node_max_minor_skew": role_vars["kubernetes_node_max_minor_skew"],
+                 **{k: trust_as_template(v) for k, v in task["vars"].items()}}
+    templar = Templar(loader=DataLoader(), variables=variables)
+    assert templar.evaluate_conditional(trust_as_template(task["when"]))
+    allowed = all(templar.evaluate_conditional(trust_as_template(c)) for c in task["ansible.builtin.assert"]["that"])
+    why = kubernetes_upgrade_problem(kubernetes_version_of(installed), kubernetes_version_of(pinned))
+    assert allowed == (why == "")
+    if why:
+        message = str(templar.template(trust_as_template(task["ansible.builtin.assert"]["fail_msg"])))
+        assert why in message and installed in message and pinned in message
+
+
+def test_the_skew_is_the_roles_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate reads kubernetes_node_max_minor_skew from the role's vars (nothing of its own)."""
+    from mlops_provision.site import rules
+
+    (tmp_path / "kubernetes_node" / "vars").mkdir(parents=True)
+    data = (ROLE / "vars" / "main.yml").read_text().replace("kubernetes_node_max_minor_skew: 1",
+                                                           "kubernetes_node_max_minor_skew: 2")
+    (tmp_path / "kubernetes_node" / "vars" / "main.yml").write_text(data)
+    assert kubernetes_upgrade_problem((1, 31, 4), (1, 33, 1)).startswith("a skip of minor versions")
+    monkeypatch.setattr(rules.paths, "roles_dir", lambda: tmp_path)
+    assert kubernetes_upgrade_problem((1, 31, 4), (1, 33, 1)) == ""
+    assert "go to 1.33.x first" in kubernetes_upgrade_problem((1, 31, 4), (1, 34, 0))
+
+
+def test_the_kernel_needs_are_the_roles_data(tmp_path: Path) -> None:
+    """validate demands the modules and parameters in the role's vars/main.yml (the ones the role
+    checks on the node), and os_hardening's defaults provide them."""
+    import yaml
+
+    from mlops_provision.site.rules import kubernetes_node_vars
+
+    role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    assert kubernetes_node_vars(str(ROLE.parent)) == role_vars
+    modules, sysctl = role_vars["kubernetes_node_modules"], role_vars["kubernetes_node_sysctl"]
+    inv = site(tmp_path, all_vars="os_hardening_modules_load: [nvidia]\n"
+                                  "os_hardening_sysctl: {" + ", ".join(f"{k}: 7" for k in sysctl) + "}")
+    found = problems(inv)
+    assert f"expected {', '.join(modules)} in it" in only(found, "os_hardening_modules_load").expected
+    assert "expected " + ", ".join(f"{k}={v}" for k, v in sysctl.items()) in only(found, "os_hardening_sysctl").expected
+    hardening = yaml.safe_load((ROLE.parent / "os_hardening" / "defaults" / "main.yml").read_text())
+    assert set(modules) <= set(hardening["os_hardening_modules_load"])
+    assert {k: str(v) for k, v in hardening["os_hardening_sysctl"].items() if k in sysctl} == sysctl
+
+
+def test_the_filter_names_what_is_not_a_version() -> None:
+    from mlops_provision.site.kubeadm import upgrade_problem_of
+
+    assert upgrade_problem_of("1.33.1", "1.33.1", 1) == "" and upgrade_problem_of("1.32.0", "v1.33.1", "1") == ""
+    assert "not a version" in upgrade_problem_of("1.33.1~rc.0", "1.33.1", 1)
+    assert "not a pinned version" in upgrade_problem_of("1.33.1", "1.33", 1)

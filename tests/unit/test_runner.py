@@ -278,10 +278,10 @@ def test_child_env_keeps_only_what_ansible_needs():
 
     env = child_env({"PATH": "/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "ANSIBLE_HOST_KEY_CHECKING": "False",
                      "ANSIBLE_BECOME_PASSWORD": "x", "AWS_SECRET_ACCESS_KEY": "x", "GITHUB_TOKEN": "x",
-                     "MLOPS_MLFLOW_BACKUP": "b1", "ANSIBLE_PRIVATE_KEY_FILE": "/k"},
+                     "MLOPS_PROVISION_CACHE": "/c", "ANSIBLE_PRIVATE_KEY_FILE": "/k"},
                     {"ANSIBLE_CONFIG": "/a.cfg"})
     assert env == {"PATH": "/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "ANSIBLE_HOST_KEY_CHECKING": "False",
-                   "MLOPS_MLFLOW_BACKUP": "b1", "ANSIBLE_PRIVATE_KEY_FILE": "/k", "ANSIBLE_CONFIG": "/a.cfg"}
+                   "MLOPS_PROVISION_CACHE": "/c", "ANSIBLE_PRIVATE_KEY_FILE": "/k", "ANSIBLE_CONFIG": "/a.cfg"}
 
 
 def test_verify_batches_split_hosts_evenly_and_keep_every_host():
@@ -332,3 +332,87 @@ def test_a_run_executes_its_modules_under_the_strategy_in_force(tmp_path, monkey
     summary = run_playbook(load(tmp_path / "hosts.yml", strict=False), playbook=tmp_path / "play.yml")
     assert summary.exit_code == 0, summary
     assert ("(mitogen:" in out.read_text()) is in_mitogen, out.read_text()
+
+
+# --------------------------------------------------------------------------- per-host notes
+def test_notes_come_from_the_run_wide_stats():
+    """The roles' set_stats notes (NOTES_STAT) reach the tracker from the playbook_on_stats
+    event's artifact_data, per host; malformed entries are left out, secrets scrubbed."""
+    from mlops_provision.runner import NOTES_STAT
+
+    tracker = RunTracker(["gpu1", "gpu2", "cpu1"], Scrubber(["s3cr3t-value"]))
+    tracker.handle(_event("runner_on_ok", "gpu1", res={"changed": True}))
+    tracker.handle(_event("playbook_on_stats", ok={"gpu1": 1}, artifact_data={NOTES_STAT: {
+        "gpu2": [{"kind": "reboot", "reason": "the nvidia module of s3cr3t-value"},
+                 {"kind": "mok_enrolment", "reason": "confirm it at the console"}],
+        "gpu1": [{"kind": "reboot", "reason": "new kernel"}, "a plain note", 42, {"reason": "no kind"}],
+        "cpu1": [],
+        "bad": "not a list"}, "other_stat": {"x": 1}}))
+    assert tracker.notes == {
+        "bad": [{"kind": "note", "reason": "not a list"}],
+        "gpu1": [{"kind": "reboot", "reason": "new kernel"}, {"kind": "note", "reason": "a plain note"}],
+        "gpu2": [{"kind": "reboot", "reason": f"the nvidia module of {MASK}"},
+                 {"kind": "mok_enrolment", "reason": "confirm it at the console"}],
+    }
+    assert list(tracker.notes) == sorted(tracker.notes)
+
+
+def test_no_stats_no_notes():
+    from mlops_provision.runner import notes_from_stats
+
+    tracker = RunTracker(["a"], Scrubber([]))
+    tracker.handle(_event("playbook_on_stats", ok={"a": 1}))
+    assert tracker.notes == {}
+    assert notes_from_stats(None) == {} and notes_from_stats({"mlops_host_notes": ["x"]}) == {}
+
+
+def test_notes_of_the_nvidia_driver_role_reach_summary_json(tmp_path):
+    """A real run on this machine of the nvidia_driver role's own set_stats task (two hosts,
+    local connections): each host's notes, merged by Ansible, reach the RunSummary, summary.json
+    and what `--output json` prints."""
+    import sys
+
+    import yaml
+
+    from mlops_provision import paths
+    from mlops_provision.reports import run_json
+    from mlops_provision.runner import run_playbook
+    from mlops_provision.site import load
+
+    outcome = yaml.safe_load((paths.roles_dir() / "nvidia_driver" / "tasks" / "outcome.yml").read_text())
+    hand_over = [t for t in outcome if "ansible.builtin.set_stats" in t]
+    assert len(hand_over) == 1
+    hosts = {"gpu1": (True, ["the nvidia module is not loaded"]), "gpu2": (False, ["kernel 6.1", "nouveau"]),
+             "gpu3": (False, [])}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {
+        name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+               "nvidia_driver_mok_pending": mok, "nvidia_driver_reboot_reasons": reasons}
+        for name, (mok, reasons) in hosts.items()}}}))
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([{
+        "name": "Notes", "hosts": "all", "gather_facts": False, "tasks": hand_over}], sort_keys=False))
+    summary = run_playbook(load(tmp_path / "hosts.yml", strict=False), playbook=tmp_path / "play.yml")
+    assert summary.exit_code == 0, summary
+    want = {"gpu1": [{"kind": "mok_enrolment", "reason": "confirm the MOK enrolment at the console on the next boot"},
+                     {"kind": "reboot", "reason": "the nvidia module is not loaded"}],
+            "gpu2": [{"kind": "reboot", "reason": "kernel 6.1; nouveau"}]}
+    assert summary.notes == want
+    assert json.loads((Path(summary.run_dir) / "summary.json").read_text())["notes"] == want
+    assert json.loads(run_json(summary))["notes"] == want
+
+
+def test_per_host_stats_never_reach_the_summary(tmp_path):
+    """Why the roles hand notes over run-wide: ansible-runner passes on only the run-wide custom
+    stats (artifact_data); ``per_host: true`` ones are lost."""
+    import sys
+
+    from mlops_provision.runner import run_playbook
+    from mlops_provision.site import load
+
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    gpu1:\n      ansible_connection: local\n"
+                                        f"      ansible_python_interpreter: {sys.executable}\n")
+    (tmp_path / "play.yml").write_text(
+        "- name: Notes\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Per host\n      ansible.builtin.set_stats:\n"
+        "        data: {mlops_host_notes: {gpu1: [{kind: reboot, reason: lost}]}}\n        per_host: true\n")
+    summary = run_playbook(load(tmp_path / "hosts.yml", strict=False), playbook=tmp_path / "play.yml")
+    assert summary.exit_code == 0 and summary.notes == {}

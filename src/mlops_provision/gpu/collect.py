@@ -5,21 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mlops_provision.gpu.facts import FACT
 from mlops_provision.records import events
-
-FACTS_TASK = "Nvidia_driver | Read hardware and NVML facts"
 
 
 def facts_from_run(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per host, the ``mlops_gpu_facts`` the facts task returned (from the run's job events)."""
+    """Per host, its fact ``mlops_gpu_facts`` (:data:`~mlops_provision.gpu.facts.FACT`) as the
+    run left it: the last value a task result handed Ansible for it (``res.ansible_facts`` of a
+    ``runner_on_ok`` job event, the way Ansible itself learns a host's facts), whatever the task
+    that ran the ``nvidia_facts`` module is called.
+
+    Not ansible-runner's fact cache: with ansible-core 2.19 the jsonfile cache writes
+    ``fact_cache/s1_<host>`` holding ``{"__payload__": "<JSON>"}`` (a schema-versioned key and
+    wrapper), which ``Runner.get_fact_cache(host)`` (reading ``fact_cache/<host>``) no longer
+    finds, and whose format is Ansible's internal one."""
     found: dict[str, dict[str, Any]] = {}
     for event in events(Path(run_dir) / "artifacts" / "ansible"):
         data = event.get("event_data") or {}
-        if event.get("event") != "runner_on_ok" or data.get("task") != FACTS_TASK:
+        if event.get("event") != "runner_on_ok" or not data.get("host"):
             continue
-        record = ((data.get("res") or {}).get("ansible_facts") or {}).get("mlops_gpu_facts")
-        if isinstance(record, dict) and data.get("host"):
-            found[data["host"]] = record
+        res = data.get("res") or {}
+        results = [res, *(r for r in res.get("results") or [] if isinstance(r, dict))]  # loops too
+        for result in results:
+            host_facts = result.get("ansible_facts")
+            if isinstance(host_facts, dict) and isinstance(host_facts.get(FACT), dict):
+                found[data["host"]] = host_facts[FACT]
     return found
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 NVIDIA_VENDOR = "0x10de"
 SCHEMA = 1
+#: The fact the ``nvidia_facts`` module sets to the record; ``facts`` reads it back by this name.
+FACT = "mlops_gpu_facts"
 
 
 def _read(path: str) -> str | None:

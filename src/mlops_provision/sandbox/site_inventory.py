@@ -13,13 +13,12 @@ from pathlib import Path
 import yaml
 
 from mlops_provision.sandbox.model import State
+from mlops_provision.site.roles import platform_groups  # the groups the playbooks name
 from mlops_provision.site.rules import GROUP_SECRETS  # the one definition (validate uses it)
 
 #: The sandbox's ansible-vault password file, next to its inventory.
 VAULT_PASSWORD = "vault-password"
 HOST_CA_GLOB = "/usr/local/share/ca-certificates/*.crt"
-#: Vault-encrypted secrets the sandbox generates for a group (random, kept across `sandbox up`).
-GROUPS = ("control_plane", "gpu_workers", "cpu_workers", "mlflow")
 
 
 class VaultText(str):
@@ -99,7 +98,7 @@ def write_inventory(directory: Path, state: State, key: Path, site_vars: dict) -
     """Write ``directory/inventory.yml`` for the nodes of ``state``; returns its path."""
     inventory_path = directory / "inventory.yml"
     vault_password = directory / VAULT_PASSWORD
-    groups: dict[str, dict] = {g: {"hosts": {}} for g in GROUPS}
+    groups: dict[str, dict] = {g: {"hosts": {}} for g in platform_groups()}
     for node in state.nodes:
         for g in node.groups:
             groups[g]["hosts"][node.name] = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlops_provision.site import yamlfile
 from mlops_provision.site.problems import Problems
-from mlops_provision.site.roles import ALLOWED_GROUPS
+from mlops_provision.site.roles import allowed_groups, platform_groups
 from mlops_provision.site.values import got, is_hostname, is_ip, is_template, suggest, type_name
 from mlops_provision.site.vault import Vault
 from mlops_provision.site.yamlfile import line_of
@@ -70,7 +70,8 @@ def find_inventory(path: Path, problems: Problems) -> Path | None:
 
 
 def site_groups() -> list[str]:
-    return sorted(g for g in ALLOWED_GROUPS if g not in ("all", "ungrouped"))
+    """The platform's groups (those the playbooks name), sorted."""
+    return sorted(platform_groups())
 
 
 def unknown_group(name: str) -> str:
@@ -150,7 +151,7 @@ class _Reader:
         name, inv, add = str(name), self.inv, self.problems.add
         where = f"group '{name}'"
         if parent is not None:
-            if name not in ALLOWED_GROUPS:
+            if name not in allowed_groups():
                 add(inv, f"group '{parent}'", name, unknown_group(name), line)
             elif name == "all":
                 add(inv, f"group '{parent}'", name, "'all' cannot be a child group: expected one "
@@ -251,7 +252,7 @@ class _Reader:
         known = self.layout.children if kind == "group" else self.layout.host_lines
         for name, found in sorted(names.items()):
             where = f"{kind} '{name}'"
-            if name not in known and not (kind == "group" and name in ALLOWED_GROUPS):
+            if name not in known and not (kind == "group" and name in allowed_groups()):
                 for f in found:
                     self.problems.add(f, where, name, unknown_group(name) if kind == "group" else
                                       f"no host '{name}' in the inventory: expected a file named "

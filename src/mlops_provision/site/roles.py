@@ -1,10 +1,12 @@
 """What the roles and playbooks declare: each role's options (``meta/argument_specs.yml``, per
-entry point) and defaults, the site's own variables, and which roles a host runs (read from
-the playbooks' ``hosts:`` and ``roles:``, never written again here; the ``hosts:`` patterns
-resolved by Ansible)."""
+entry point) and defaults, the site's own variables, which roles a host runs (read from the
+playbooks' ``hosts:`` and ``roles:``, never written again here; the ``hosts:`` patterns
+resolved by Ansible), and the groups a site may declare (the groups those patterns name:
+:func:`allowed_groups`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -13,10 +15,8 @@ from typing import Any
 
 import yaml
 
-#: The groups a site inventory may use. ``all`` and ``ungrouped`` are Ansible's own.
-ALLOWED_GROUPS: tuple[str, ...] = (
-    "all", "ungrouped", "control_plane", "gpu_workers", "cpu_workers", "mlflow",
-)
+#: Ansible's own groups, in every inventory.
+ANSIBLE_GROUPS: tuple[str, ...] = ("all", "ungrouped")
 
 #: Variables of the site itself (connection settings and platform-wide facts), typed like a
 #: role's ``argument_specs`` options. ``format`` adds a check of the value: ``ip`` (an IP
@@ -171,3 +171,92 @@ def roles_of(host: str, play_hosts: Callable[[str | tuple[str, ...]], Iterable[s
     pattern (``a:b``, ``a:&b``, ``a:!b``, globs, groups of groups)."""
     return {r for play in plays(playbooks_dir) if host in play_hosts(play.hosts)
             for r in play.roles}
+
+
+# --------------------------------------------------------------------------- groups
+#: A term of a ``hosts:`` pattern that is a glob, a range or a ``~regex``: not a group's name.
+_NOT_A_NAME = re.compile(r"[*?\[\]~]")
+
+
+def pattern_terms(pattern: str | tuple[str, ...]) -> list[tuple[str, str]]:
+    """The terms of a ``hosts:`` pattern (``a:b``, ``a,b``, ``a:&b``, ``a:!b``, or a list of
+    patterns) as ``(operator, name)`` pairs, operator "" (union), "&" or "!", in order; globs,
+    ranges and ``~regex`` terms left out."""
+    out: list[tuple[str, str]] = []
+    for text in pattern if isinstance(pattern, tuple) else (pattern,):
+        for part in re.split(r"[:,]", text):
+            part = part.strip()
+            op = part[:1] if part[:1] in ("&", "!") else ""
+            name = part[len(op):]
+            if name and not _NOT_A_NAME.search(name):
+                out.append((op, name))
+    return out
+
+
+@lru_cache(maxsize=8)
+def runtime_groups(roles_dir: Path, playbooks_dir: Path) -> frozenset[str]:
+    """Groups a run makes (``group_by`` keys in the roles' tasks and the playbooks, e.g.
+    ``kubernetes_upgrade_pending``): named in ``hosts:`` patterns, never declared by a site."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("group_by", "ansible.builtin.group_by"):
+                    group = value.get("key") if isinstance(value, dict) else None
+                    if isinstance(group, str) and "{{" not in group:
+                        found.add(group)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for file in sorted([*roles_dir.glob("*/tasks/**/*.y*ml"), *playbooks_dir.glob("*.yml")]):
+        try:
+            text = file.read_text()
+            if "group_by" in text:  # parse only the few files that can hold one
+                walk(yaml.safe_load(text))
+        except (OSError, yaml.YAMLError):
+            continue  # a broken file: ansible-lint and the role's own tests say how
+    return frozenset(found)
+
+
+@lru_cache(maxsize=8)
+def allowed_groups(playbooks_dir: Path | None = None, roles_dir: Path | None = None) -> tuple[str, ...]:
+    """The groups a site inventory may use: Ansible's own (``all``, ``ungrouped``) and those the
+    playbooks' ``hosts:`` patterns name (in the order they first appear), less the groups a run
+    makes (:func:`runtime_groups`). The playbooks are the one list of the platform's groups."""
+    from mlops_provision import paths
+
+    playbooks_dir = playbooks_dir or paths.playbook().parent
+    roles_dir = roles_dir or paths.roles_dir()
+    made = runtime_groups(roles_dir, playbooks_dir)
+    named = [name for play in plays(playbooks_dir) for _, name in pattern_terms(play.hosts)]
+    return ANSIBLE_GROUPS + tuple(dict.fromkeys(
+        n for n in named if n not in ANSIBLE_GROUPS and n not in made))
+
+
+def platform_groups() -> tuple[str, ...]:
+    """The platform's groups (:func:`allowed_groups` of the project without Ansible's own), in
+    the order the playbooks first name them."""
+    return tuple(g for g in allowed_groups() if g not in ANSIBLE_GROUPS)
+
+
+def role_groups(role: str, playbooks_dir: Path | None = None) -> tuple[str, ...]:
+    """The groups whose hosts run ``role``: the names the ``hosts:`` patterns of the plays that
+    run it add (not those they intersect with or exclude), e.g. ``("control_plane",)`` for
+    kubernetes_control_plane. For messages; which hosts run a role is Ansible's answer
+    (:func:`roles_of`)."""
+    from mlops_provision import paths
+
+    playbooks_dir = playbooks_dir or paths.playbook().parent
+    return tuple(dict.fromkeys(name for play in plays(playbooks_dir) if role in play.roles
+                               for op, name in pattern_terms(play.hosts) if not op))
+
+
+def __getattr__(name: str) -> Any:
+    """``ALLOWED_GROUPS``: :func:`allowed_groups` of the project's playbooks, read when first
+    asked for (kept for ``from mlops_provision.site import ALLOWED_GROUPS``)."""
+    if name == "ALLOWED_GROUPS":
+        return allowed_groups()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,12 +16,15 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from mlops_provision import paths
 from mlops_provision.gpu.rules import gpu_rules
 from mlops_provision.site.hostview import HostView
+from mlops_provision.site.kubeadm import upgrade_problem, version_of
+from mlops_provision.site.roles import role_groups
 from mlops_provision.site.values import is_ip, is_template, normal_address
 
 #: Secrets every host of a group must have, vault-encrypted (the sandbox uses this table too).
@@ -175,50 +178,52 @@ def unique_addresses(hosts: list[HostView]) -> None:
 
 
 # --------------------------------------------------------------------------- Kubernetes
-#: Groups whose hosts are cluster nodes, and the ones that join as workers.
-CLUSTER_GROUPS = ("control_plane", "cpu_workers", "gpu_workers")
-WORKER_GROUPS = ("cpu_workers", "gpu_workers")
-#: What kubeadm needs from the kernel: modules os_hardening loads, parameters it sets.
-KUBERNETES_MODULES = ("overlay", "br_netfilter")
-KUBERNETES_SYSCTL = {"net.ipv4.ip_forward": 1, "net.bridge.bridge-nf-call-iptables": 1,
-                     "net.bridge.bridge-nf-call-ip6tables": 1}
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+# The kernel needs and kubeadm's upgrade skew are the kubernetes_node role's data
+# (roles/kubernetes_node/vars/main.yml), read here; kubeadm's upgrade rule is
+# mlops_provision.site.kubeadm, which the role runs as a filter. Which hosts are control planes
+# and workers is the playbooks' answer (the roles a host runs), not a list of groups here.
+
+
+@lru_cache(maxsize=4)
+def kubernetes_node_vars(roles_dir: str) -> dict:
+    """The kubernetes_node role's ``vars/main.yml``: ``kubernetes_node_modules``,
+    ``kubernetes_node_sysctl``, ``kubernetes_node_max_minor_skew``."""
+    return yaml.safe_load((Path(roles_dir) / "kubernetes_node" / "vars" / "main.yml")
+                          .read_text()) or {}
+
+
+def _kubernetes_node_var(name: str) -> Any:
+    return kubernetes_node_vars(str(paths.roles_dir()))[name]
 
 
 def _cluster(hosts: list[HostView]) -> list[HostView]:
     return [h for h in hosts if "kubernetes_node" in h.roles]
 
 
-def kubernetes_version_of(text: object) -> tuple[int, int, int] | None:
-    """``"1.33.1"`` (or ``"v1.33.1"``) as a tuple; None for anything else."""
-    found = _VERSION.match(str(text).removeprefix("v")) if isinstance(text, str) else None
-    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+kubernetes_version_of = version_of
 
 
 def kubernetes_upgrade_problem(current: tuple[int, int, int], target: tuple[int, int, int]) -> str:
-    """Why kubeadm cannot go from ``current`` to ``target`` ("" when it can): no downgrade, one
-    minor version at a time, within a major version."""
-    if target < current:
-        return "a downgrade, which kubeadm does not support"
-    if target[0] != current[0] or target[1] - current[1] > 1:
-        return (f"a skip of minor versions: kubeadm upgrades one minor at a time, go to "
-                f"{current[0]}.{current[1] + 1}.x first")
-    return ""
+    """Why kubeadm cannot go from ``current`` to ``target`` ("" when it can): kubeadm's rule
+    (:func:`mlops_provision.site.kubeadm.upgrade_problem`) with the role's skew."""
+    return upgrade_problem(current, target, int(_kubernetes_node_var("kubernetes_node_max_minor_skew")))
 
 
 def kubernetes_topology(hosts: list[HostView]) -> None:
     """Workers need a control plane; several control planes need an API endpoint in front."""
     cluster = _cluster(hosts)
-    planes = [h for h in cluster if "control_plane" in h.groups]
-    workers = [h for h in cluster if set(WORKER_GROUPS) & set(h.groups)]
+    planes = [h for h in cluster if "kubernetes_control_plane" in h.roles]
+    workers = [h for h in cluster if "kubernetes_worker" in h.roles]
     # A site without a control plane and without any kubernetes_* setting declares no cluster
     # (GPU or CPU nodes only): accepted, and kubernetes_worker says on each worker that it joins
     # no cluster. Once any kubernetes_* setting declares one, workers need a control plane.
     declares = any(k.startswith("kubernetes_") for h in hosts for k in h.vars)
     if workers and not planes and declares:
-        workers[0].problem("control_plane", f"{len(workers)} worker(s) ({', '.join(w.name for w in workers)}) "
-                                            "but no host in group control_plane: expected at least one "
-                                            "control plane for the workers to join", at_host=True)
+        groups = role_groups("kubernetes_control_plane")  # the playbooks': control_plane
+        workers[0].problem(groups[0] if groups else "kubernetes_control_plane",
+                           f"{len(workers)} worker(s) ({', '.join(w.name for w in workers)}) but no host "
+                           f"in group {' or '.join(groups) or '(none runs kubernetes_control_plane)'}: "
+                           "expected at least one control plane for the workers to join", at_host=True)
     if len(planes) > 1:
         endpoint = planes[1].value("kubernetes_api_endpoint", "")
         if not endpoint:
@@ -295,20 +300,21 @@ def kubernetes_kernel(host: HostView) -> None:
     """os_hardening keeps loading the modules and setting the parameters a cluster node needs."""
     if "kubernetes_node" not in host.roles or "os_hardening" not in host.roles:
         return
+    needed = [str(m) for m in _kubernetes_node_var("kubernetes_node_modules")]
     modules = host.value("os_hardening_modules_load")
     if isinstance(modules, list) and not any(is_template(m) for m in modules):
-        gone = [m for m in KUBERNETES_MODULES if m not in modules]
+        gone = [m for m in needed if m not in modules]
         if gone:
             host.problem("os_hardening_modules_load", f"lacks {', '.join(gone)} on a Kubernetes node: "
-                                                      f"expected {', '.join(KUBERNETES_MODULES)} in it")
+                                                      f"expected {', '.join(needed)} in it")
+    params = {str(k): str(v) for k, v in _kubernetes_node_var("kubernetes_node_sysctl").items()}
     sysctl = host.value("os_hardening_sysctl", {})
     if isinstance(sysctl, dict):
-        wrong = [f"{k}={sysctl[k]}" for k, v in KUBERNETES_SYSCTL.items()
-                 if k in sysctl and not is_template(sysctl[k]) and str(sysctl[k]) != str(v)]
+        wrong = [f"{k}={sysctl[k]}" for k, v in params.items()
+                 if k in sysctl and not is_template(sysctl[k]) and str(sysctl[k]) != v]
         if wrong:
             host.problem("os_hardening_sysctl", f"sets {', '.join(wrong)} on a Kubernetes node: "
-                                                "expected " + ", ".join(
-                                                    f"{k}=1" for k in KUBERNETES_SYSCTL))
+                                                "expected " + ", ".join(f"{k}={v}" for k, v in params.items()))
 
 
 def kubernetes_encryption_key(host: HostView) -> None:

@@ -1,0 +1,1 @@
+../../../src/mlops_provision/site/kubeadm.py

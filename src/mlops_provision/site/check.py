@@ -33,7 +33,7 @@ def check_block(block: Block, specs: RoleSpecs, problems: Problems) -> None:
             continue
         found = specs.spec_for(name)
         if found is None:
-            if name.startswith("vault_"):
+            if name.startswith(("vault_", "molecule_")):  # molecule_*: Molecule's own
                 continue
             if not name.startswith("ansible_"):
                 problems.add(block.file, block.where, name,
@@ -94,8 +94,16 @@ def check_required(host: HostView, all_run: set[str]) -> None:
                                       "group_vars or host_vars", at_host=True)
 
 
+#: The connections that reach a host at an address (ansible_host); any other (local, podman,
+#: docker...) names the host by itself.
+ADDRESS_CONNECTIONS = ("ssh", "paramiko", "smart", "ansible.builtin.ssh",
+                       "ansible.builtin.paramiko_ssh", "paramiko_ssh")
+
+
 def check_address(host: HostView) -> None:
-    if host.vars.get("ansible_connection") == "local":
+    connection = host.vars.get("ansible_connection", "ssh")
+    if isinstance(connection, str) and connection not in ADDRESS_CONNECTIONS \
+            and not is_template(connection):
         return
     if "ansible_host" not in host.vars:
         host.problem("ansible_host", "the host has no address: expected ansible_host (an IP "

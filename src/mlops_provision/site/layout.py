@@ -139,13 +139,17 @@ class _Reader:
         if "all" in data:
             self.group("all", data["all"], None, line_of(data, "all"))
         for key in data:
-            if key != "all":
-                self.problems.add(self.inv, "inventory", key,
-                                  f"unexpected top-level key '{key}': expected only 'all' at the "
-                                  "top level, with the groups under all: children:",
-                                  line_of(data, key))
-                if not self.strict:  # read it as Ansible does (Molecule writes such inventories)
-                    self.group(key, data[key], "all", line_of(data, key))
+            if key == "all":
+                continue
+            if key in allowed_groups():  # a group at the top level is a child of all, to Ansible
+                self.group(key, data[key], "all", line_of(data, key))  # (Molecule writes these)
+                continue
+            self.problems.add(self.inv, "inventory", key,
+                              f"unexpected top-level key '{key}': expected 'all' or one of "
+                              f"{', '.join(site_groups())}{suggest(str(key), site_groups(), 0.6)}",
+                              line_of(data, key))
+            if not self.strict:  # read it as Ansible does
+                self.group(key, data[key], "all", line_of(data, key))
 
     def group(self, name: Any, body: Any, parent: str | None, line: int | None) -> None:
         name, inv, add = str(name), self.inv, self.problems.add

@@ -73,13 +73,20 @@ class Site:
 
 
 def load(path: str | os.PathLike[str], vault_password_file: str | os.PathLike[str] | None = None,
-         roles_dir: str | os.PathLike[str] | None = None, strict: bool = True) -> Site:
+         roles_dir: str | os.PathLike[str] | None = None, strict: bool = True,
+         vault_secrets: list | None = None) -> Site:
     """Load and validate the inventory at ``path`` (a YAML file, or a directory holding
     ``hosts.yml``). Raises :class:`InventoryInvalid` listing every problem found.
 
     ``strict=False`` only reads: it returns what could be loaded despite problems (the checks
-    use it on inventories that other tools generate, such as Molecule's)."""
-    if vault_password_file is None:
+    use it on inventories that other tools generate, such as Molecule's).
+
+    ``vault_secrets``: the ``(vault_id, VaultSecret)`` pairs of a running Ansible (the
+    preflight play, :mod:`mlops_provision.site.preflight`), used instead of a password file;
+    an empty list means Ansible was given no vault password."""
+    if vault_secrets is not None:
+        vault_password_file = None
+    elif vault_password_file is None:
         vault_password_file = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE") or None
     roles_dir = Path(roles_dir) if roles_dir is not None else paths.roles_dir()
     problems = Problems()
@@ -92,7 +99,7 @@ def load(path: str | os.PathLike[str], vault_password_file: str | os.PathLike[st
     specs = load_role_specs(roles_dir)
     for file, role, msg in specs.broken:
         problems.add(file, f"role '{role}'", "argument_specs", msg)
-    vault = Vault(vault_password_file, problems)
+    vault = Vault(vault_password_file, problems, vault_secrets)
     layout = read_layout(inventory, vault, problems, strict)
     if layout.fatal and strict:
         raise InventoryInvalid(problems.sorted())

@@ -28,8 +28,11 @@ SITE_VARS: dict[str, dict[str, Any]] = {
                      "description": "Address Ansible connects to (IP address or DNS name)."},
     "ansible_port": {"type": "int", "format": "port", "description": "SSH port (default 22)."},
     "ansible_user": {"type": "str", "description": "SSH user."},
-    "ansible_connection": {"type": "str", "choices": ["ssh", "local", "paramiko"],
-                           "description": "Connection plugin."},
+    "ansible_connection": {"type": "str", "choices": ["ssh", "local", "paramiko", "smart", "podman",
+                                                      "docker", "containers.podman.podman",
+                                                      "community.docker.docker"],
+                           "description": "Connection plugin (podman, docker: Molecule's test "
+                                          "containers)."},
     "ansible_ssh_private_key_file": {"type": "path", "description": "SSH private key."},
     "ansible_ssh_common_args": {"type": "str", "description": "Extra ssh/scp/sftp arguments."},
     "ansible_become": {"type": "bool", "description": "Use privilege escalation (sudo)."},

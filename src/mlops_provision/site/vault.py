@@ -1,6 +1,7 @@
 """The vault password of a site: read as Ansible reads it (a file, or an executable that prints
-it), handed to Ansible's loader as a :class:`VaultSecret`, and used to decrypt what the line
-index reads."""
+it), or taken from a running Ansible's loader (the preflight play: ``--vault-id``,
+``--ask-vault-pass``, an AWX vault credential); handed to Ansible's loader as ``VaultSecret``
+pairs, and used to decrypt what the line index reads."""
 
 from __future__ import annotations
 
@@ -14,15 +15,33 @@ from mlops_provision.site.problems import BAD_VAULT_PASSWORD, NO_VAULT_PASSWORD,
 class Vault:
     """Decrypts vault text with the site's password; remembers every plaintext (secrets)."""
 
-    def __init__(self, password_file: str | os.PathLike[str] | None, problems: Problems):
+    def __init__(self, password_file: str | os.PathLike[str] | None, problems: Problems,
+                 ansible_secrets: list | None = None):
+        """``ansible_secrets``: Ansible's own ``(vault_id, VaultSecret)`` pairs (a loader's
+        ``_vault.secrets``), used instead of ``password_file``."""
         self.password: bytes | None = None
-        self.error = NO_VAULT_PASSWORD if password_file is None else BAD_VAULT_PASSWORD
+        given = password_file is not None or bool(ansible_secrets)
+        self.error = BAD_VAULT_PASSWORD if given else NO_VAULT_PASSWORD
         self.failed = False  # a vault value or file could not be decrypted
         self.secrets: set[str] = set()
         self._lib = None
+        self._ansible_secrets: list = []
         self._cache: dict[str, str | None] = {}
-        if password_file is not None:
+        if ansible_secrets:
+            self._take(ansible_secrets)
+        elif password_file is not None:
             self._read(Path(password_file), problems)
+
+    def _take(self, ansible_secrets: list) -> None:
+        from ansible.parsing.vault import VaultLib
+
+        self._ansible_secrets = list(ansible_secrets)
+        for _, secret in self._ansible_secrets:
+            password = secret.bytes
+            if password:
+                self.password = self.password or password
+                self.secrets.add(password.decode("utf-8", "replace"))
+        self._lib = VaultLib(self._ansible_secrets)
 
     def _read(self, pw_file: Path, problems: Problems) -> None:
         where, key = "vault password file", "--vault-password-file"
@@ -54,6 +73,8 @@ class Vault:
         """The secrets for :meth:`DataLoader.set_vault_secrets`."""
         from ansible.parsing.vault import VaultSecret
 
+        if self._ansible_secrets:
+            return list(self._ansible_secrets)
         return [("default", VaultSecret(self.password))] if self.password else []
 
     def decrypt(self, vaulttext: str) -> str | None:

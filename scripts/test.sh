@@ -10,7 +10,7 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 stage lint
-ruff check src tests benchmarks library
+ruff check src tests benchmarks library lint playbooks/action_plugins
 yamllint -s .
 ansible-lint --profile production --offline -q
 

@@ -138,10 +138,12 @@ def up(inventory_path: Path, vault_password_file: Path | None, limit: str | None
               help="Lynis hardening index a node must reach with --compliance.")
 @click.option("--scap-profile", default="anssi_bp28_intermediary", show_default=True,
               help="SCAP Security Guide profile OpenSCAP evaluates with --compliance (e.g. anssi_bp28_minimal).")
+@click.option("--show-skipped", "-v", "show_skipped", is_flag=True,
+              help="List every skipped check (host, check, reason), not one line per reason.")
 @output_option
 def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
            junit: Path | None, select: str | None, compliance: bool, lynis_min_index: int,
-           scap_profile: str, output: str) -> None:
+           scap_profile: str, show_skipped: bool, output: str) -> None:
     """Prove the hosts' state with the Testinfra checks. Exit 0 all pass, 1 otherwise."""
     from mlops_provision import reports
     from mlops_provision.verify import run_checks
@@ -157,6 +159,7 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
     from mlops_provision.drift.run import save_verify_record
 
     record = save_verify_record(inventory, report)
+    report.run_dir = str(record)
     if report.artifacts:
         err.print(f"reports kept in {record}")
     if junit:
@@ -164,8 +167,7 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
     if output == "json":
         click.echo(reports.verify_json(report))
     else:
-        reports.print_verify(report)
-        click.echo(report.counts_line())
+        reports.print_verify(report, show_skipped=show_skipped)  # ends with the counts and the record
     sys.exit(report.exit_code)
 
 

@@ -1,4 +1,17 @@
-"""Reports of runs and verifications: human table, JSON, JUnit XML."""
+"""Reports of runs and verifications: human output, JSON, JUnit XML.
+
+A run (`up`, `up --check`, the mlflow playbooks) reads, in this order: the per-host table of
+counts; the tasks that changed (in check mode: would change) per host and role, hosts with the
+same changes named together; NEEDS ATTENTION (failed and unreachable hosts with their task and
+message, the roles' notes such as a reboot needed, Ansible's warnings); each play's duration; the
+exit code and the run record. Each thing is said once: the table has no message column, the
+message is under NEEDS ATTENTION.
+
+A verification reads: a host x role matrix of passed/failed/skipped counts; every failure in full
+(with the hint where `up` does not manage what it found); the skips, one line per reason (all of
+them with ``show_skipped``); the checks that do not apply to a host, counted apart; the counts,
+the duration and the record.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlops_provision.runner import RunSummary
-from mlops_provision.verify import CheckResult, VerifyReport
+from mlops_provision.verify import NO_ROLE, CheckResult, VerifyReport
 
 
 def _console() -> Console:
@@ -23,38 +36,196 @@ def _console() -> Console:
 STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unreachable": "bold magenta",
          "passed": "green", "skipped": "dim", "error": "bold red"}
 
+#: How a note's kind (runner.NOTES_STAT) is headed under NEEDS ATTENTION; other kinds: their name.
+NOTE_LABEL = {"reboot": "REBOOT NEEDED", "mok_enrolment": "MOK ENROLMENT PENDING", "note": "NOTE"}
+
+
+def _secs(seconds: float) -> str:
+    seconds = float(seconds or 0)
+    if seconds < 60:
+        return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def _line(console: Console, text: str | Text, indent: int = 0) -> None:
+    """One line of Ansible's or the checks' text, printed literally (no markup, no highlighting)."""
+    out = text if isinstance(text, Text) else Text(text)
+    console.print(Text(" " * indent) + out, highlight=False, soft_wrap=False)
+
+
+def short_task(task: str, role: str) -> str:
+    """A task's name without the ``Role | `` prefix the roles give their tasks (said once, by the
+    role it is listed under)."""
+    head, sep, rest = task.partition(" | ")
+    return rest if sep and head.strip().lower() == role.lower() and rest else task
+
+
+def note_label(kind: str) -> str:
+    return NOTE_LABEL.get(kind, kind.replace("_", " ").upper())
+
+
+def attention_lines(summary: RunSummary) -> list[str]:
+    """NEEDS ATTENTION, one line each: failed and unreachable hosts (task and message), the
+    roles' notes per host (``REBOOT NEEDED: HOST: REASON``), Ansible's warnings."""
+    lines = []
+    for h in summary.hosts:
+        if h.status in ("failed", "unreachable"):
+            where = ": ".join(p for p in (h.task, h.message) if p) or "no message"
+            lines.append(f"{h.status.upper()}: {h.host}: {where}")
+    for host, notes in summary.notes.items():
+        for note in notes:
+            reason = note.get("reason") or ""
+            lines.append(f"{note_label(note.get('kind', 'note'))}: {host}{': ' + reason if reason else ''}")
+    lines += [f"WARNING: {w}" for w in summary.warnings]
+    return lines
+
+
+def changed_groups(summary: RunSummary) -> list[tuple[list[str], dict[str, list[str]]]]:
+    """The changed tasks, hosts with the very same changes together, in host order."""
+    groups: dict[str, tuple[list[str], dict[str, list[str]]]] = {}
+    for host, roles in summary.changed_tasks.items():
+        key = json.dumps(roles, sort_keys=True)
+        groups.setdefault(key, ([], roles))[0].append(host)
+    return list(groups.values())
+
 
 def print_run(summary: RunSummary, console: Console | None = None) -> None:
     console = console or _console()
     table = Table(title=f"mlops-provision {summary.verb}{' --check' if summary.check else ''}: "
-                        f"{len(summary.hosts)} host(s) in {summary.duration_s:.0f}s",
+                        f"{len(summary.hosts)} host(s) in {_secs(summary.duration_s)}",
                   title_justify="left")
-    for col in ("host", "result", "ok", "changed", "failed", "unreachable", "skipped", "why"):
-        table.add_column(col, justify="right" if col not in ("host", "result", "why") else "left",
-                         overflow="fold")
+    for col in ("host", "result", "ok", "changed", "failed", "unreachable", "skipped"):
+        table.add_column(col, justify="left" if col in ("host", "result") else "right", overflow="fold")
     for h in summary.hosts:
-        why = f"{h.task}: {h.message}" if h.message else ""
         table.add_row(h.host, Text(h.status, style=STYLE.get(h.status, "")), str(h.ok), str(h.changed),
-                      str(h.failed), str(h.unreachable), str(h.skipped), Text(why))
+                      str(h.failed), str(h.unreachable), str(h.skipped))
     console.print(table)
-    console.print(f"exit {summary.exit_code}; run record: {summary.run_dir}", highlight=False)
+
+    groups = changed_groups(summary)
+    if groups:
+        console.print()
+        console.print(Text("WOULD CHANGE" if summary.check else "CHANGED", style="bold yellow"))
+        for hosts, roles in groups:
+            count = sum(len(tasks) for tasks in roles.values())
+            _line(console, Text(f"{', '.join(hosts)}", style="bold") + Text(f" ({count} task(s))"), 2)
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
+            for role, tasks in sorted(roles.items()):
+                grid.add_row(Text(f"    {role}:"), Text("; ".join(short_task(t, role) for t in tasks)))
+            console.print(grid)
+
+    attention = attention_lines(summary)
+    if attention:
+        console.print()
+        console.print(Text("NEEDS ATTENTION", style="bold red"))
+        for line in attention:
+            _line(console, line, 2)
+
+    if summary.plays:
+        console.print()
+        console.print(Text("PLAYS", style="bold"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(overflow="fold")
+        grid.add_column(justify="right", no_wrap=True)
+        for play in summary.plays:
+            grid.add_row(Text(f"  {play.get('play') or '(unnamed play)'}"), _secs(float(play.get("duration_s") or 0)))
+        console.print(grid)
+    console.print()
+    console.print(f"exit {summary.exit_code}; run record: {summary.run_dir}", highlight=False, markup=False)
 
 
 def run_json(summary: RunSummary) -> str:
     return json.dumps(summary.to_dict(), indent=2)
 
 
-def print_verify(report: VerifyReport, console: Console | None = None) -> None:
+MATRIX_LEGEND = "cells: passed/failed/skipped (errors count as failed); -: no check of the role applies here"
+
+
+def _cell(counts: dict[str, int] | None) -> Text:
+    """A matrix cell: passed/failed/skipped (errors counted as failed); ``-`` no check there."""
+    if not counts:
+        return Text("-", style="dim")
+    failed = counts.get("failed", 0) + counts.get("error", 0)
+    text = f"{counts.get('passed', 0)}/{failed}/{counts.get('skipped', 0)}"
+    style = "bold red" if failed else ("green" if counts.get("passed") else "dim")
+    return Text(text, style=style)
+
+
+def verify_matrix(report: VerifyReport) -> Table:
+    """Hosts x roles (a result under its first role), cells passed/failed/skipped."""
+    matrix = report.matrix()
+    hosts = sorted({r.host for r in report.results})
+    roles = sorted({role for cells in matrix.values() for role in cells})
+    table = Table(title=f"mlops-provision verify: {len(hosts)} host(s), {len(roles)} role(s)",
+                  title_justify="left")
+    table.add_column("host")
+    for role in roles:
+        table.add_column(role, justify="right", overflow="fold")
+    for host in hosts:
+        table.add_row(host, *(_cell(matrix.get(host, {}).get(role)) for role in roles))
+    return table
+
+
+def failure_lines(r: CheckResult) -> list[tuple[str, int]]:
+    """A failed (or errored) check in full: what, where, the message; the hint where `up` does
+    not manage what it found. (text, indent) pairs."""
+    roles = ", ".join(r.roles) or NO_ROLE
+    lines = [(f"{r.outcome.upper()}: {r.host}: {r.check} ({roles})", 2)]
+    lines += [(m, 6) for m in (r.message or "no message").splitlines()]
+    if not r.managed:
+        lines.append((f"not managed by up: {r.hint}" if r.hint else "not managed by up", 6))
+    return lines
+
+
+def print_verify(report: VerifyReport, console: Console | None = None, show_skipped: bool = False) -> None:
     console = console or _console()
-    table = Table(title=f"mlops-provision verify: {report.counts_line()}", title_justify="left")
-    for col in ("host", "check", "result", "detail"):
-        table.add_column(col, overflow="fold")
-    for r in report.results:
-        detail = r.message
-        if r.outcome in ("failed", "error") and not r.managed:
-            detail = f"{detail} (not managed by up: {r.hint})" if r.hint else f"{detail} (not managed by up)"
-        table.add_row(r.host, r.check, Text(r.outcome, style=STYLE.get(r.outcome, "")), Text(detail))
-    console.print(table)
+    console.print(verify_matrix(report))
+    console.print(Text(MATRIX_LEGEND, style="dim"))
+
+    failures = [r for r in report.applicable if r.outcome in ("failed", "error")]
+    if failures:
+        console.print()
+        console.print(Text(f"FAILED ({len(failures)})", style="bold red"))
+        for r in failures:
+            for text, indent in failure_lines(r):
+                _line(console, text, indent)
+
+    skipped = [r for r in report.applicable if r.outcome == "skipped"]
+    if skipped:
+        console.print()
+        console.print(Text(f"SKIPPED ({len(skipped)})", style="bold"))
+        if show_skipped:
+            table = Table(show_edge=False, box=None, padding=(0, 1), pad_edge=False)
+            for col in ("  host", "check", "reason"):
+                table.add_column(col, overflow="fold")
+            for r in skipped:
+                table.add_row(f"  {r.host}", Text(r.check), Text(r.message))
+            console.print(table)
+        else:
+            for group in report.skipped_reasons():
+                _line(console, _reason_line(group, "skipped"), 2)
+
+    na = report.not_applicable
+    if na:
+        console.print()
+        hosts = len({r.host for r in na})
+        _line(console, f"{len(na)} check result(s) on {hosts} host(s) not applicable (the host is not in the "
+                       "role's group): not counted", 0)
+        if show_skipped:
+            for group in report.skipped_reasons("not_applicable"):
+                _line(console, _reason_line(group, "not applicable"), 2)
+
+    console.print()
+    record = f"; run record: {report.run_dir}" if report.run_dir else ""
+    _line(console, f"{report.counts_line()} in {_secs(report.duration_s)}{record}")
+
+
+def _reason_line(group: dict, what: str) -> str:
+    hosts = group["hosts"]
+    on = f" ({len(hosts)} hosts)" if len(hosts) > 3 else f" ({', '.join(hosts)})"
+    return f"{group['count']} {what}: {group['reason']}{on}"
 
 
 def verify_json(report: VerifyReport) -> str:
@@ -62,9 +233,10 @@ def verify_json(report: VerifyReport) -> str:
 
 
 def verify_junit(report: VerifyReport, path: Path) -> None:
+    """One testsuite per host; the checks that do not apply to a host are left out."""
     suites = ET.Element("testsuites", name="mlops-provision verify")
     by_host: dict[str, list[CheckResult]] = {}
-    for r in report.results:
+    for r in report.applicable:
         by_host.setdefault(r.host, []).append(r)
     for host, results in sorted(by_host.items()):
         suite = ET.SubElement(

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from mlops_provision.site import Site as Inventory
 
 # Exit codes of `up` (and of every command that converges hosts): mlops_provision.errors.
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "NOTES_STAT", "OWNER", "RunSummary",
-           "RunTracker", "new_run_dir", "notes_from_stats", "run_playbook", "seal_abandoned"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "NOTES_STAT", "NO_ROLE", "OWNER",
+           "RunSummary", "RunTracker", "new_run_dir", "notes_from_stats", "run_playbook", "seal_abandoned",
+           "task_role"]
 
 
 @dataclass
@@ -87,6 +88,16 @@ class RunSummary:
     #: What the roles hand the operator per host (:data:`NOTES_STAT`), e.g.
     #: ``{"gpu1": [{"kind": "reboot", "reason": "..."}, {"kind": "mok_enrolment", ...}]}``.
     notes: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    #: The tasks (handlers included) that changed, or in check mode would change, per host and
+    #: role (the job event's ``role``, :data:`NO_ROLE` for a play's own tasks), in run order, each
+    #: name once: ``{"node1": {"base": ["Base | Configure chrony", ...]}}``. Hosts with no change
+    #: are left out.
+    changed_tasks: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: Each play (layer) in run order with its duration, from the events' timestamps (a play's
+    #: start to the next play's start or the run's stats): ``[{"play": "Base | ...", "duration_s": 12.3}]``.
+    plays: list[dict[str, object]] = field(default_factory=list)
+    #: Ansible's warnings during the run (``warning`` events and modules' ``warnings``), each once.
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +135,43 @@ def notes_from_stats(artifact_data: object) -> dict[str, list[dict[str, str]]]:
     return dict(sorted(notes.items()))
 
 
+#: The role of a task that belongs to no role (a play's own tasks and handlers), as drift names it.
+NO_ROLE = "site"
+#: At most this many distinct warnings are kept (the run record's events hold them all).
+MAX_WARNINGS = 20
+
+
+def task_role(event_data: dict) -> str:
+    """A task's role from its job event: the role's short name (``ns.coll.base`` -> ``base``),
+    :data:`NO_ROLE` for a play's own tasks."""
+    role = str(event_data.get("role") or "")
+    return role.rsplit(".", 1)[-1] if role else NO_ROLE
+
+
+def _event_time(event: dict) -> float:
+    """When an event happened (its ``created`` timestamp), else now."""
+    created = event.get("created")
+    if isinstance(created, str):
+        with contextlib.suppress(ValueError):
+            stamp = datetime.fromisoformat(created)
+            return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    return time.time()
+
+
+def _warning_text(text: object) -> str:
+    """A warning's first line, without Ansible's ``[WARNING]:`` prefix."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return lines[0].removeprefix("[WARNING]:").strip()[:300] if lines else ""
+
+
+def _reports_change(event: dict, data: dict) -> bool:
+    """Whether an ``ok`` event is a change: its result says so, or (a ``no_log`` task's result is
+    censored, ``changed`` included) its line does."""
+    res = data.get("res")
+    return bool(isinstance(res, dict) and res.get("changed")) or \
+        str(event.get("stdout") or "").lstrip().startswith("changed:")
+
+
 def exit_code_for(hosts: list[HostResult], ansible_rc: int | None) -> int:
     """A failed host outranks an unreachable one; a run that failed before any host ran is 1."""
     if any(h.failed for h in hosts):
@@ -149,6 +197,10 @@ class RunTracker:
         self.log: list[str] = []
         self.pid: int | None = None  # ansible-playbook's, from its events
         self.notes: dict[str, list[dict[str, str]]] = {}  # from the run's stats (NOTES_STAT)
+        self.changed_tasks: dict[str, dict[str, list[str]]] = {}  # host -> role -> tasks
+        self._warned: dict[tuple[str, str], list[str]] = {}  # (task, warning) -> hosts
+        self._plays: list[dict[str, object]] = []  # {"play", "start", "end"} (epoch seconds)
+        self._last_event: float | None = None
 
     def _host(self, name: str) -> HostResult:
         return self.hosts.setdefault(name, HostResult(name))
@@ -172,6 +224,8 @@ class RunTracker:
         kind = event.get("event", "")
         data = event.get("event_data", {}) or {}
         host = data.get("host")
+        self._timing(kind, data, event)
+        self._warnings(kind, data, event)
         if kind == "playbook_on_play_start":
             self.play = data.get("play", "")
         elif kind == "playbook_on_task_start":
@@ -184,6 +238,10 @@ class RunTracker:
             h.ok += 1
             if data.get("res", {}).get("changed"):
                 h.changed += 1
+            if _reports_change(event, data):
+                self._changed(host, data)
+        elif host and kind == "runner_item_on_ok" and _reports_change(event, data):
+            self._changed(host, data)  # a no_log loop says it changed only in its items' lines
         elif host and kind == "runner_on_skipped":
             self._host(host).skipped += 1
         elif host and kind == "runner_on_failed":
@@ -208,6 +266,52 @@ class RunTracker:
         if self.on_change:
             self.on_change(self)
         return True
+
+    def _changed(self, host: str, data: dict) -> None:
+        task = str(data.get("task") or self.task or "")
+        tasks = self.changed_tasks.setdefault(host, {}).setdefault(task_role(data), [])
+        if task and task not in tasks:
+            tasks.append(task)
+
+    def _timing(self, kind: str, data: dict, event: dict) -> None:
+        now = _event_time(event)
+        self._last_event = now
+        if kind in ("playbook_on_play_start", "playbook_on_stats") and self._plays:
+            self._plays[-1].setdefault("end", now)
+        if kind == "playbook_on_play_start":
+            self._plays.append({"play": str(data.get("play") or data.get("name") or ""), "start": now})
+
+    def _warnings(self, kind: str, data: dict, event: dict) -> None:
+        found: list[tuple[str, str]] = []  # (where, text)
+        if kind == "warning":
+            found.append((str(data.get("task") or ""), _warning_text(event.get("stdout"))))
+        res = data.get("res")
+        if kind.startswith("runner_on_") and isinstance(res, dict) and isinstance(res.get("warnings"), list):
+            where = str(data.get("task") or self.task or "")
+            found += [(where, _warning_text(w.get("msg") if isinstance(w, dict) else w)) for w in res["warnings"]]
+        for where, text in found:
+            if not text:
+                continue
+            hosts = self._warned.get((where, text))
+            if hosts is None and len(self._warned) < MAX_WARNINGS:
+                hosts = self._warned[(where, text)] = []
+            if hosts is not None and data.get("host") and data["host"] not in hosts:
+                hosts.append(str(data["host"]))
+
+    @property
+    def warnings(self) -> list[str]:
+        """Each warning once: ``TASK: TEXT (HOSTS)`` (task and hosts where the warning has them)."""
+        return [f"{where + ': ' if where else ''}{text}{' (' + ', '.join(hosts) + ')' if hosts else ''}"
+                for (where, text), hosts in self._warned.items()]
+
+    def play_durations(self) -> list[dict[str, object]]:
+        """Each play in run order with its duration in seconds; the last one open ends at the
+        last event seen."""
+        out = []
+        for play in self._plays:
+            end = play.get("end", self._last_event)
+            out.append({"play": play["play"], "duration_s": round(max(0.0, float(end) - float(play["start"])), 1)})
+        return out
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -352,6 +456,9 @@ def run_playbook(
         host.settle()
     summary.hosts = sorted(tracker.hosts.values(), key=lambda h: h.host)
     summary.notes = tracker.notes
+    summary.changed_tasks = {h: tracker.changed_tasks[h] for h in sorted(tracker.changed_tasks)}
+    summary.plays = tracker.play_durations()
+    summary.warnings = list(tracker.warnings)
     summary.exit_code = exit_code_for(summary.hosts, result.rc)
     if check and summary.exit_code == EXIT_OK and any(h.changed for h in summary.hosts):
         summary.exit_code = EXIT_DRIFT  # check mode: changes are pending

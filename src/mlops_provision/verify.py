@@ -3,12 +3,19 @@
 The checks run in a pytest subprocess (isolated from the caller's pytest/testinfra state);
 the ``mlops_provision.verify_plugin`` plugin writes one JSON record per check and host, with the
 roles the check proves and whether what a failed check found is state `up` manages.
+
+A check that does not apply to a host (it skipped because the host is not in the group of the
+role it proves: see :mod:`mlops_provision.verify_plugin`) is no result: it stays in
+:attr:`VerifyReport.results` with that outcome (drift's merge and the exit code read only
+"passed", "failed" and "error", and the roles it would prove still count as the host's, at 0, as
+before), but counts nowhere, and the report's JSON lists it apart, under ``not_applicable``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,13 +29,27 @@ from mlops_provision.secrets import Scrubber
 from mlops_provision.site import Site as Inventory
 from mlops_provision.sshmux import close_masters, mux_config
 
+#: A result's outcome when its check does not apply to its host (mlops_provision.verify_plugin).
+NOT_APPLICABLE = "not_applicable"
+#: The role a result without one is counted under (the checks' unit test keeps this from happening).
+NO_ROLE = "unassigned"
+
+
+def normalise_reason(reason: str, host: str) -> str:
+    """A skip reason with the host's own name replaced by ``<host>``, so that hosts' identical
+    reasons group together; no reason: "no reason given"."""
+    text = " ".join((reason or "").split())
+    if host and host != "-":
+        text = re.sub(rf"(?<![\w.-]){re.escape(host)}(?![\w-])", "<host>", text)
+    return text or "no reason given"
+
 
 @dataclass
 class CheckResult:
     host: str
     module: str  # the check's file (test_<module>.py): where it is, not what it proves
     check: str
-    outcome: str  # passed | failed | skipped | error
+    outcome: str  # passed | failed | skipped | error | not_applicable (the host is not in the role's group)
     message: str = ""
     detail: str = ""
     duration_s: float = 0.0
@@ -48,10 +69,21 @@ class VerifyReport:
     output_tail: str = ""
     #: files the checks left for the run record (e.g. OpenSCAP's HTML report per node), by name
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    #: the run record (``runs/<stamp>-verify/``), once saved
+    run_dir: str = ""
+
+    @property
+    def applicable(self) -> list[CheckResult]:
+        """The results that count: every one but the checks that do not apply to their host."""
+        return [r for r in self.results if r.outcome != NOT_APPLICABLE]
+
+    @property
+    def not_applicable(self) -> list[CheckResult]:
+        return [r for r in self.results if r.outcome == NOT_APPLICABLE]
 
     def counts(self) -> dict[str, int]:
         out = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
-        for r in self.results:
+        for r in self.applicable:
             out[r.outcome] = out.get(r.outcome, 0) + 1
         return out
 
@@ -68,11 +100,42 @@ class VerifyReport:
         return 0
 
     def to_dict(self) -> dict:
+        """The report as JSON data: ``results`` the results that count, ``not_applicable`` the
+        checks that do not apply to their host (apart, counted nowhere), ``counts``,
+        ``matrix`` (host -> role -> outcome -> count, a result under its first role) and
+        ``skipped_reasons`` (``[{"reason", "count", "hosts"}]``, the host's name in a reason
+        replaced by ``<host>``)."""
         d = asdict(self)
+        d["results"] = [asdict(r) for r in self.applicable]
+        d["not_applicable"] = [asdict(r) for r in self.not_applicable]
         d["artifacts"] = sorted(self.artifacts)
         d["counts"] = self.counts()
+        d["matrix"] = self.matrix()
+        d["skipped_reasons"] = self.skipped_reasons()
         d["exit_code"] = self.exit_code
+        if not self.run_dir:
+            d.pop("run_dir")
         return d
+
+    def matrix(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Counts per host and role (a result under its first role, :data:`NO_ROLE` without one):
+        ``{"node1": {"base": {"passed": 12, "failed": 1, "error": 0, "skipped": 3}}}``."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for r in self.applicable:
+            role = r.roles[0] if r.roles else NO_ROLE
+            cell = out.setdefault(r.host, {}).setdefault(role, {"passed": 0, "failed": 0, "error": 0, "skipped": 0})
+            cell[r.outcome] = cell.get(r.outcome, 0) + 1
+        return {h: dict(sorted(out[h].items())) for h in sorted(out)}
+
+    def skipped_reasons(self, outcome: str = "skipped") -> list[dict]:
+        """The results of ``outcome`` grouped by reason (the host's name in it replaced by
+        ``<host>``), most frequent first: ``[{"reason": ..., "count": 112, "hosts": [...]}]``."""
+        groups: dict[str, list[CheckResult]] = {}
+        for r in self.results:
+            if r.outcome == outcome:
+                groups.setdefault(normalise_reason(r.message, r.host), []).append(r)
+        return [{"reason": reason, "count": len(rs), "hosts": sorted({r.host for r in rs})}
+                for reason, rs in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
 
 
 #: Hosts checked at once (one pytest process per batch of hosts). The checks mostly wait on SSH

@@ -7,11 +7,23 @@ saying that what it found is state `up` does not manage: it raised
 :class:`mlops_provision.checks.unmanaged.Unmanaged` or recorded the property
 :data:`mlops_provision.checks.unmanaged.PROPERTY`). The message stays the finding alone; other
 ``record_property`` values are prefixed to it as ``key=value``.
+
+A check's name is the first line of its docstring (else its function's name), with its parameters
+where it is parametrized (the hosts aside): ``drop-in directories hold only our and the packages'
+files [/etc/modprobe.d]``, so that each (host, check) is named once.
+
+A check that skipped because it does not apply to the host (the host is not in the group of the
+role it proves) gets the outcome ``not_applicable`` instead of ``skipped``: verify counts it
+nowhere (:class:`mlops_provision.verify.VerifyReport`). It is told apart by the skip exception's
+attribute :data:`NOT_APPLICABLE_ATTR` (set true), or, as the checks skip today, by its reason
+(:data:`NOT_APPLICABLE_REASON`: "not in group mlflow: ...", "(not in control_plane, cpu_workers
+or gpu_workers)", "not a GPU node").
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +34,14 @@ UNMANAGED_PROPERTY = "unmanaged"
 #: Attribute of the exception a check raises for an unmanaged finding
 #: (:class:`mlops_provision.checks.unmanaged.Unmanaged`), read by name.
 UNMANAGED_ATTR = "unmanaged_hint"
+#: The outcome of a check that does not apply to its host (:data:`mlops_provision.verify.NOT_APPLICABLE`).
+NOT_APPLICABLE = "not_applicable"
+#: Attribute of a skip exception (set true) that says the check does not apply to the host.
+NOT_APPLICABLE_ATTR = "mlops_not_applicable"
+#: A skip reason that says the host is not in the group the check's role is for, as the checks
+#: word it: "not in group gpu_workers: ...", "runs no workloads (not in control_plane, cpu_workers
+#: or gpu_workers)", "not a cluster node (...)", "not a GPU node".
+NOT_APPLICABLE_REASON = re.compile(r"\bnot in (?:group )?\w+|^not an? [\w-]+ node\b", re.IGNORECASE)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,6 +54,30 @@ def _host_name(item: pytest.Item) -> str:
     if host is None:
         return "-"
     return getattr(host.backend, "hostname", None) or str(host.backend.get_pytest_id())
+
+
+def check_name(item: pytest.Item) -> str:
+    """The check's name: the first line of its docstring (else its function's name), with its
+    parameters other than the host in brackets where it is parametrized."""
+    doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip().splitlines()
+    name = doc[0].strip() if doc else getattr(item, "originalname", None) or item.name
+    callspec = getattr(item, "callspec", None)
+    params = [_param_text(v) for k, v in (callspec.params.items() if callspec else ()) if k != "_testinfra_host"]
+    return f"{name} [{', '.join(params)}]" if params else name
+
+
+def _param_text(value: object) -> str:
+    text = value if isinstance(value, str) else getattr(value, "__name__", None) or repr(value)
+    return " ".join(str(text).split())[:80]
+
+
+def not_applicable(report: pytest.TestReport, call: pytest.CallInfo, reason: str) -> bool:
+    """Whether a skipped check does not apply to the host: the skip exception says so
+    (:data:`NOT_APPLICABLE_ATTR`), or its reason does (:data:`NOT_APPLICABLE_REASON`)."""
+    if not report.skipped:
+        return False
+    exc = call.excinfo.value if call.excinfo is not None else None
+    return bool(getattr(exc, NOT_APPLICABLE_ATTR, False)) or bool(NOT_APPLICABLE_REASON.search(reason))
 
 
 def check_roles(item: pytest.Item) -> list[str]:
@@ -75,6 +119,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         else:
             result = "failed" if report.when == "call" else "error"
         message, detail = _message(report, call)
+        if result == "skipped" and not_applicable(report, call, message):
+            result = NOT_APPLICABLE
         hint = _unmanaged_hint(call.excinfo.value if call.excinfo is not None else None)
         props = []
         for key, value in report.user_properties:
@@ -86,11 +132,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             message = f"{'; '.join(props)}; {message}" if message else "; ".join(props)
         if result not in ("failed", "error"):  # nothing found: nothing to manage or not
             hint = None
-        doc = (getattr(item, "function", None).__doc__ or "").strip().splitlines()
         record = {
             "host": _host_name(item),
             "module": Path(str(item.fspath)).stem.removeprefix("test_"),
-            "check": doc[0] if doc else item.originalname,
+            "check": check_name(item),
             "outcome": result,
             "message": message,
             "detail": detail,

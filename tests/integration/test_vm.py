@@ -142,7 +142,7 @@ KERNEL_DRIFT = {  # injection, undo, the check that must catch it (drift's kerne
     "audit rules.d holds only our rules":
         ("echo '-w /tmp -p wa -k evil' > /etc/audit/rules.d/zz-evil.rules", "rm -f /etc/audit/rules.d/zz-evil.rules"),
     "kernel parameters have their effective values": ("sysctl -qw kernel.sysrq=1", "sysctl -qw kernel.sysrq=0"),
-    "drop-in directories hold only our and the packages' files":
+    "drop-in directories hold only our and the packages' files [/etc/modprobe.d]":
         ("echo 'options evil x=1' > /etc/modprobe.d/zz-evil.conf", "rm -f /etc/modprobe.d/zz-evil.conf"),
 }
 

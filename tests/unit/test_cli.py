@@ -223,3 +223,61 @@ def test_facts_json_gives_each_node_its_record(monkeypatch):
     assert json.loads(res.output) == {"run_dir": "/runs/1", "exit_code": 3, "nodes": {
         "a": {"status": "ok", "message": "", "facts": {"kernel": "6.1"}},
         "b": {"status": "unreachable", "message": "no route", "facts": None}}}
+
+
+# --------------------------------------------------------------------------- up and verify output
+def test_up_json_carries_changed_tasks_and_human_output_the_summary(monkeypatch):
+    from click.testing import CliRunner
+
+    from mlops_provision import runner
+    from mlops_provision.cli import main
+
+    def run_playbook(inventory, **kwargs):
+        return runner.RunSummary(
+            verb=kwargs["verb"], inventory="x", playbook="site.yml", check=kwargs["check"], limit=None, tags=None,
+            started="now", run_dir="/runs/1-up", hosts=[runner.HostResult("cp1", ok=3, changed=1, status="changed")],
+            changed_tasks={"cp1": {"base": ["Base | Configure chrony"]}},
+            notes={"cp1": [{"kind": "reboot", "reason": "new kernel"}]},
+            plays=[{"play": "Base layer", "duration_s": 12.0}])
+
+    monkeypatch.setattr(runner, "run_playbook", run_playbook)
+    monkeypatch.chdir(Path(__file__).parents[2])
+    res = CliRunner().invoke(main, ["up", *EXAMPLE, "--output", "json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    data = json.loads(res.stdout)
+    assert data["changed_tasks"] == {"cp1": {"base": ["Base | Configure chrony"]}}
+    assert data["plays"] == [{"play": "Base layer", "duration_s": 12.0}]
+    human = CliRunner().invoke(main, ["up", *EXAMPLE, "--check"])
+    assert human.exit_code == 0, human.output
+    for line in ("WOULD CHANGE", "base: Configure chrony", "REBOOT NEEDED: cp1: new kernel",
+                 "exit 0; run record: /runs/1-up"):
+        assert line in [out.strip() for out in human.stdout.splitlines()], (line, human.output)
+
+
+@pytest.mark.parametrize("flag", [[], ["--show-skipped"], ["-v"]])
+def test_verify_prints_skips_per_reason_unless_asked_for_all(monkeypatch, flag):
+    from click.testing import CliRunner
+
+    from mlops_provision import verify
+    from mlops_provision.cli import main
+    from mlops_provision.drift import run as drift_run
+
+    results = [verify.CheckResult(h, "base", "the node's name", "skipped", message=f"off for {h}", roles=["base"])
+               for h in ("cp1", "gpu1")]
+    results.append(verify.CheckResult("cp1", "base", "chrony", "passed", roles=["base"]))
+    monkeypatch.setattr(verify, "run_checks", lambda inventory, **kw: verify.VerifyReport("x", list(results), 3.0))
+    monkeypatch.setattr(drift_run, "save_verify_record", lambda site, report: Path("/runs/2-verify"))
+    monkeypatch.chdir(Path(__file__).parents[2])
+    res = CliRunner().invoke(main, ["verify", *EXAMPLE, *flag])
+    assert res.exit_code == 0, res.output
+    lines = [line.rstrip() for line in res.output.splitlines()]
+    assert lines[-1] == "1 passed, 0 failed, 0 errors, 2 skipped on 2 host(s) in 3.0s; run record: /runs/2-verify"
+    grouped = "  2 skipped: off for <host> (cp1, gpu1)" in lines
+    assert grouped is not bool(flag), res.output
+    assert ("off for gpu1" in res.output) is bool(flag)
+    js = CliRunner().invoke(main, ["verify", *EXAMPLE, "--output", "json"])
+    import json
+
+    assert json.loads(js.stdout)["run_dir"] == "/runs/2-verify"

@@ -9,15 +9,16 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from mlops_provision import __version__
 from mlops_provision.errors import exit_for
+from mlops_provision.progress import fit_title, output_console
 from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED
 from mlops_provision.site import InventoryInvalid, hosts_matching, load
 
-err = Console(stderr=True)
+# On a terminal, its width; in a pipe or a CI log, whole lines (no wrapping at 80 columns).
+err = output_console(stderr=True)
 
 inventory_option = click.option(
     "-i", "--inventory", "inventory_path", required=True,
@@ -338,7 +339,7 @@ def _print_status(box) -> None:
         table.add_column(col)
     for row in rows:
         table.add_row(*(row.get(c, "") for c in columns))
-    Console().print(table)
+    output_console().print(fit_title(table))
 
 
 @sandbox.command("image")

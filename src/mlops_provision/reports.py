@@ -23,14 +23,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mlops_provision.progress import fit_title, output_console
 from mlops_provision.runner import RunSummary
 from mlops_provision.verify import NO_ROLE, CheckResult, VerifyReport
 
 
 def _console() -> Console:
-    """A terminal gets its own width; pipes and CI logs get wide lines instead of 80 columns."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
+    """A terminal gets its own width; pipes and CI logs get whole lines, never wrapped
+    (:func:`mlops_provision.progress.output_console`)."""
+    return output_console()
 
 
 STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unreachable": "bold magenta",
@@ -100,7 +101,7 @@ def print_run(summary: RunSummary, console: Console | None = None) -> None:
     for h in summary.hosts:
         table.add_row(h.host, Text(h.status, style=STYLE.get(h.status, "")), str(h.ok), str(h.changed),
                       str(h.failed), str(h.unreachable), str(h.skipped))
-    console.print(table)
+    console.print(fit_title(table))
 
     groups = changed_groups(summary)
     if groups:
@@ -165,7 +166,7 @@ def verify_matrix(report: VerifyReport) -> Table:
         table.add_column(role, justify="right", overflow="fold")
     for host in hosts:
         table.add_row(host, *(_cell(matrix.get(host, {}).get(role)) for role in roles))
-    return table
+    return fit_title(table)
 
 
 def failure_lines(r: CheckResult) -> list[tuple[str, int]]:

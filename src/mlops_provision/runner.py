@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 # Exit codes of `up` (and of every command that converges hosts): mlops_provision.errors.
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "NOTES_STAT", "NO_ROLE", "OWNER",
-           "RunSummary", "RunTracker", "new_run_dir", "notes_from_stats", "run_playbook", "seal_abandoned",
-           "task_role"]
+           "RunSummary", "RunTracker", "TaskProgress", "new_run_dir", "notes_from_stats", "run_playbook",
+           "seal_abandoned", "task_role"]
 
 
 @dataclass
@@ -183,6 +183,55 @@ def exit_code_for(hosts: list[HostResult], ansible_rc: int | None) -> int:
     return EXIT_OK
 
 
+#: The action of the task Ansible adds at the start of a role that has an argument spec
+#: (``Validating arguments against arg spec 'main' - ...``): the progress display folds it away.
+ARG_SPEC_ACTIONS = ("ansible.builtin.validate_argument_spec", "validate_argument_spec")
+#: A host's result of a task, by its ``runner_on_*`` event (``changed``: an ``ok`` that changed;
+#: ``ignored``: a failure the task ignores).
+TASK_RESULTS = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipped": "skipped",
+                "runner_on_unreachable": "unreachable"}
+
+
+@dataclass
+class TaskProgress:
+    """One task (or handler) as the progress display follows it: the hosts it started on (its
+    ``runner_on_start`` events: only the hosts the task runs on, not all the play's) and each
+    one's result. Times are ``time.monotonic()``."""
+
+    name: str
+    uuid: str = ""
+    #: The implicit argument-spec validation of a role (:data:`ARG_SPEC_ACTIONS`).
+    folded: bool = False
+    started: float = field(default_factory=time.monotonic)
+    #: host -> when it started the task
+    hosts: dict[str, float] = field(default_factory=dict)
+    #: host -> ok, changed, failed, ignored, skipped or unreachable
+    results: dict[str, str] = field(default_factory=dict)
+    #: When the last result came (None: none yet).
+    last_result: float | None = None
+
+    def start(self, host: str, now: float | None = None) -> None:
+        self.hosts.setdefault(host, time.monotonic() if now is None else now)
+
+    def result(self, host: str, result: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.start(host, now)
+        self.results[host] = result
+        self.last_result = now
+
+    def running(self) -> list[str]:
+        """The hosts that started the task and have no result yet, by name."""
+        return sorted(h for h in list(self.hosts) if h not in self.results)
+
+    def ran_on(self) -> list[str]:
+        """The hosts the task runs (or ran) on: started and not skipped."""
+        results = dict(self.results)
+        return sorted(h for h in list(self.hosts) if results.get(h) != "skipped")
+
+    def skipped(self) -> list[str]:
+        return sorted(h for h, r in list(self.results.items()) if r == "skipped")
+
+
 class RunTracker:
     """Folds ansible-runner events into per-host state; feeds the progress display."""
 
@@ -201,6 +250,8 @@ class RunTracker:
         self._warned: dict[tuple[str, str], list[str]] = {}  # (task, warning) -> hosts
         self._plays: list[dict[str, object]] = []  # {"play", "start", "end"} (epoch seconds)
         self._last_event: float | None = None
+        #: The task (or handler) running now, for the progress display; None before the first.
+        self.current: TaskProgress | None = None
 
     def _host(self, name: str) -> HostResult:
         return self.hosts.setdefault(name, HostResult(name))
@@ -226,9 +277,10 @@ class RunTracker:
         host = data.get("host")
         self._timing(kind, data, event)
         self._warnings(kind, data, event)
+        self._task_progress(kind, data, event)
         if kind == "playbook_on_play_start":
             self.play = data.get("play", "")
-        elif kind == "playbook_on_task_start":
+        elif kind in ("playbook_on_task_start", "playbook_on_handler_task_start"):
             self.task = data.get("task", "")
             for h in self.hosts.values():
                 if h.status == "pending":
@@ -266,6 +318,32 @@ class RunTracker:
         if self.on_change:
             self.on_change(self)
         return True
+
+    def _task_progress(self, kind: str, data: dict, event: dict) -> None:
+        """Follows the current task: which hosts started it, which finished and how."""
+        if kind in ("playbook_on_task_start", "playbook_on_handler_task_start"):
+            name = str(data.get("task") or data.get("name") or "")
+            self.current = TaskProgress(
+                name=name, uuid=str(data.get("task_uuid") or ""),
+                folded=data.get("task_action") in ARG_SPEC_ACTIONS
+                or name.startswith("Validating arguments against arg spec"))
+            return
+        if kind in ("playbook_on_play_start", "playbook_on_stats"):
+            self.current = None  # the last task of the play (or run) is over
+            return
+        task, host = self.current, data.get("host")
+        if task is None or not host or (data.get("task_uuid") and task.uuid
+                                        and data["task_uuid"] != task.uuid):
+            return
+        if kind == "runner_on_start":
+            task.start(host)
+        elif kind in TASK_RESULTS:
+            result = TASK_RESULTS[kind]
+            if result == "ok" and _reports_change(event, data):
+                result = "changed"
+            elif result == "failed" and data.get("ignore_errors"):
+                result = "ignored"
+            task.result(host, result)
 
     def _changed(self, host: str, data: dict) -> None:
         task = str(data.get("task") or self.task or "")

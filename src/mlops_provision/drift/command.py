@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from mlops_provision.errors import EXIT_FAILED, EXIT_OK
+from mlops_provision.progress import output_console
 from mlops_provision.site import Site
 
-err = Console(stderr=True)
+err = output_console(stderr=True)
 
 #: Site variables (group all) of the optional webhook; the token belongs in ansible-vault.
 WEBHOOK_VARS = ("mlops_drift_webhook_url", "mlops_drift_webhook_token", "mlops_drift_webhook_ca_file")

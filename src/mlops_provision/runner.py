@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 # Exit codes of `up` (and of every command that converges hosts): mlops_provision.errors.
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "NOTES_STAT", "NO_ROLE", "OWNER",
-           "RunSummary", "RunTracker", "TaskProgress", "new_run_dir", "notes_from_stats", "run_playbook",
-           "seal_abandoned", "task_role"]
+           "RunSummary", "RunTracker", "TaskProgress", "new_run_dir", "notes_from_stats", "reports_change",
+           "run_playbook", "seal_abandoned", "task_role"]
 
 
 @dataclass
@@ -164,7 +164,7 @@ def _warning_text(text: object) -> str:
     return lines[0].removeprefix("[WARNING]:").strip()[:300] if lines else ""
 
 
-def _reports_change(event: dict, data: dict) -> bool:
+def reports_change(event: dict, data: dict) -> bool:
     """Whether an ``ok`` event is a change: its result says so, or (a ``no_log`` task's result is
     censored, ``changed`` included) its line does."""
     res = data.get("res")
@@ -290,9 +290,9 @@ class RunTracker:
             h.ok += 1
             if data.get("res", {}).get("changed"):
                 h.changed += 1
-            if _reports_change(event, data):
+            if reports_change(event, data):
                 self._changed(host, data)
-        elif host and kind == "runner_item_on_ok" and _reports_change(event, data):
+        elif host and kind == "runner_item_on_ok" and reports_change(event, data):
             self._changed(host, data)  # a no_log loop says it changed only in its items' lines
         elif host and kind == "runner_on_skipped":
             self._host(host).skipped += 1
@@ -339,7 +339,7 @@ class RunTracker:
             task.start(host)
         elif kind in TASK_RESULTS:
             result = TASK_RESULTS[kind]
-            if result == "ok" and _reports_change(event, data):
+            if result == "ok" and reports_change(event, data):
                 result = "changed"
             elif result == "failed" and data.get("ignore_errors"):
                 result = "ignored"

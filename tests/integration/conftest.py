@@ -177,11 +177,13 @@ def changed_by_host(summary: dict) -> dict[str, set[str]]:
     """Per host, the tasks and handlers that reported a change in a run (``up`` or ``up --check``,
     from its JSON summary's run record): what check mode predicted, or what the real run did."""
     from mlops_provision.records import events
+    from mlops_provision.runner import reports_change
 
     out: dict[str, set[str]] = {}
     for event in events(Path(summary["run_dir"]) / "artifacts" / "ansible"):
         data = event.get("event_data") or {}
-        if event.get("event") == "runner_on_ok" and (data.get("res") or {}).get("changed") and data.get("host"):
+        # a no_log task's result is censored: its change shows in its line ("changed: [host]")
+        if event.get("event") == "runner_on_ok" and reports_change(event, data) and data.get("host"):
             out.setdefault(data["host"], set()).add(str(data.get("task")))
     return out
 

@@ -54,6 +54,20 @@ def _verify(*results: CheckResult) -> VerifyReport:
     return VerifyReport(inventory="i", results=list(results))
 
 
+def test_a_no_log_change_is_still_pending(tmp_path):
+    """A no_log task's result is censored (its `changed` too, in ansible-runner's event): its line
+    says it changed. Check mode's Tang bind is such a task: drift must list it."""
+    censored = {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified"}
+    event = _event(1, "node1", "disk_encryption", "Disk_encryption | Bind each volume to the Tang servers", censored)
+    event["stdout"] = "changed: [node1] => (item=data)"
+    quiet = _event(2, "node1", "disk_encryption", "Disk_encryption | Read the keys", dict(censored))
+    quiet["stdout"] = "ok: [node1]"
+    items = model.pending_changes(_events(tmp_path, event, quiet))
+    assert [(i.host, i.role, i.what) for i in items] == [
+        ("node1", "disk_encryption", "Disk_encryption | Bind each volume to the Tang servers")]
+    assert "no_log" in items[0].detail
+
+
 def test_pending_changes_carry_role_task_and_diff(tmp_path):
     d = _events(
         tmp_path,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mlops_provision.errors import EXIT_DRIFT, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from mlops_provision.records import events
-from mlops_provision.runner import RunSummary
+from mlops_provision.runner import RunSummary, reports_change
 from mlops_provision.verify import CheckResult, VerifyReport
 
 #: Lines of a diff kept per item (the whole diff stays in the run record's events).
@@ -139,7 +139,7 @@ def pending_changes(artifact_dir: Path) -> list[DriftItem]:
     for event in events(artifact_dir):
         data = event.get("event_data") or {}
         res = data.get("res") or {}
-        if event.get("event") != "runner_on_ok" or not res.get("changed") or not data.get("host"):
+        if event.get("event") != "runner_on_ok" or not reports_change(event, data) or not data.get("host"):
             continue
         diffs = [res["diff"]] if res.get("diff") else []
         labels = []
@@ -149,6 +149,8 @@ def pending_changes(artifact_dir: Path) -> list[DriftItem]:
                 if sub.get("diff"):
                     diffs.append(sub["diff"])
         detail = "\n".join(filter(None, (render_diff(d) for d in diffs)))
+        if not detail and res.get("censored"):  # no_log: the result is hidden, not the change
+            detail = "would change (its output is hidden: no_log)"
         if not detail:
             detail = ("items: " + ", ".join(labels)) if labels else str(res.get("msg") or "would change")
         role = _role(data)

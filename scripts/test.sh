@@ -14,23 +14,17 @@ ruff check src tests benchmarks library lint playbooks/action_plugins
 yamllint -s .
 ansible-lint --profile production --offline -q
 
-stage "sandbox image (built once, shared by the integration tests and Molecule)"
-MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container)
-export MLOPS_SANDBOX_IMAGE
-mlops-provision sandbox image --kind vm >/dev/null
 
-# Two lanes at once. A QEMU VM under TCG keeps about one of the two cores busy (measured: 55 %
-# user CPU during a VM converge), so the VM module runs beside the rest instead of after it:
+# The unit tests run beside the sandbox image build (below); then two lanes at once. A QEMU VM
+# under TCG keeps about one of the two cores busy (measured: 55 % user CPU during a VM converge),
+# so the VM module runs beside the rest instead of after it:
 #   containers: the container modules (one shared 3-node sandbox, converged once:
 #               tests/integration/conftest.py), then Molecule's role-level path (plain
 #               ansible-playbook under stock Ansible on Molecule's own inventory: converge,
 #               idempotence, verify on a podman container; never two container sandboxes at once);
-#   vm:         the unit tests, then test_vm, the one VM converge (idempotence, reboot, Tang).
-# Measured on a fresh clone (2026-12-01 17:08, the image built from scratch): containers pytest
-# 29 min then Molecule 10 min; unit tests and test_vm 38 min; total 43 min. (Before, with
-# Molecule after test_vm: 47 min in CI with the image cached, the vm lane 8 min longer.)
+#   vm:         test_vm, the one VM converge (check/real agreement, reboot, Tang).
 # Each lane's lines are prefixed with its name; each lane's log is kept and its summary repeated
-# at the end. The suite fails if either lane fails.
+# at the end. The suite fails if any lane fails. Its time on a fresh clone: docs/performance.md.
 logs=$(mktemp -d /tmp/mlops-test-logs.XXXXXX)
 mkdir -p /tmp/mlops-tests
 lane() {  # lane NAME COMMAND...: run it, its output prefixed live and kept in $logs/NAME.log
@@ -44,15 +38,29 @@ containers() {
   molecule test -s default
 }
 vms() {
-  stage "vm lane: pytest (unit tests, test_vm)"
-  pytest tests/unit tests/integration/test_vm.py --durations=25 --basetemp=/tmp/mlops-tests/vm
+  stage "vm lane: pytest (test_vm)"
+  pytest tests/integration/test_vm.py --durations=25 --basetemp=/tmp/mlops-tests/vm
 }
+unit() {
+  stage "unit lane: pytest (unit tests)"
+  pytest tests/unit --durations=10 --basetemp=/tmp/mlops-tests/unit
+}
+# The unit tests need no test host: they run while the sandbox images are built (debootstrap
+# mostly waits on the package mirror), not on the VM lane, which is the longest.
+stage "unit tests, beside the sandbox images"
+lane unit unit &
+unit_lane=$!
+stage "sandbox image (built once, shared by the integration tests and Molecule)"
+MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container)
+export MLOPS_SANDBOX_IMAGE
+mlops-provision sandbox image --kind vm >/dev/null
 stage "pytest and molecule, two lanes"
 lane containers containers &
 lane vm vms &
 wait
-for name in containers vm; do
+for name in unit containers vm; do
   echo "== lane $name: the end of its log ($logs/$name.log)"
   tail -n 45 "$logs/$name.log"
 done
-grep -q "^== lane containers exit 0 " "$logs/containers.log" && grep -q "^== lane vm exit 0 " "$logs/vm.log"
+grep -q "^== lane unit exit 0 " "$logs/unit.log" && grep -q "^== lane containers exit 0 " "$logs/containers.log" \
+  && grep -q "^== lane vm exit 0 " "$logs/vm.log"

@@ -1,7 +1,8 @@
 """End to end on the session's 3 sandbox systemd containers (tests/integration/conftest.py): the
-fresh converge, verify, idempotence, check mode, drift, an unreachable host, and secrets kept out
-of every record. The hosts are shared with test_mlflow (which runs first): these tests read the
-converged hosts, and the one that breaks two of them repairs them and proves it."""
+fresh converge, verify, idempotence, an unreachable host, and secrets kept out of every record
+(check mode: the agreement test in test_drift.py). The hosts are shared with test_mlflow (which
+runs first): these tests read the converged hosts, and the one that breaks two of them repairs
+them and proves it."""
 
 from __future__ import annotations
 
@@ -55,14 +56,6 @@ def test_verify_passes_with_junit(verify_report):
 def test_second_up_changes_nothing(noop_up):
     changed = {h["host"]: h["changed"] for h in noop_up["hosts"]}
     assert changed == dict.fromkeys(NODES, 0)
-
-
-def test_check_mode_on_converged_hosts_reports_no_change(inventory, first_up):
-    res = mp("up", "-i", inventory, "--check", "--output", "json")
-    assert res.rc == 0, res.stdout + res.stderr
-    summary = res.json()
-    assert summary["check"] is True
-    assert {h["host"]: h["changed"] for h in summary["hosts"]} == dict.fromkeys(NODES, 0)
 
 
 def test_human_output_has_per_host_table(inventory, first_up):

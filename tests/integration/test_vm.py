@@ -4,17 +4,17 @@ node2, auditd, sshd, sysctls), kernel-side drift injected: `up --check` predicts
 next `up` changes, which is only what was drifted (the layer's idempotence on a real kernel; base
 and containerd's is proven on containers), encryption that is real, bad input stopped before any
 change, a reboot after which the keyfile opens the volume and verify passes again, then the same
-volume moved to Tang (`up --check`, then `up --tags disk_encryption`: the same changes) and Tang
-at boot, up and down. node2 stays as the image booted it: it is the other
-machine on the VM network that probes node1's firewall and runs the Tang server that unlocks
-node1's volume at boot (converging it too would double the module's time on two cores without
-showing anything node1 does not). The tests run in file order: those that reboot node1 or change
-its volume's unlocking come after every test that reads the keyfile-mode host. The MLflow layer is
-left out here (--tags base,hardening): it is proven on containers in test_mlflow.py, and its
-install under TCG would double this module's time. AIDE is off here too (os_hardening_aide:
-false): it needs no real kernel and is proven on containers (test_containers.py), while under
-TCG installing it alone takes 8 min (aide-common registers each of its ~200 config fragments
-with ucf, measured 2026-11-28)."""
+volume moved to Tang (`up --tags disk_encryption`), Tang at boot, up and down, and last the Tang
+binding removed by hand: `up --check` predicts exactly the rebind `up` makes. node2 stays as the
+image booted it: it is the other machine on the VM network that probes node1's firewall and runs
+the Tang server that unlocks node1's volume at boot (converging it too would double the module's
+time on two cores without showing anything node1 does not). The tests run in file order: those that
+reboot node1 or change its volume's unlocking come after every test that reads the keyfile-mode
+host. The MLflow layer is left out here (--tags base,hardening): it is proven on containers in
+test_mlflow.py, and its install under TCG would double this module's time. AIDE is off here too
+(os_hardening_aide: false): it needs no real kernel and is proven on containers
+(test_containers.py), while under TCG installing it alone takes 8 min (aide-common registers each
+of its ~200 config fragments with ucf, measured 2026-11-28)."""
 
 from __future__ import annotations
 
@@ -332,22 +332,13 @@ def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged)
 @pytest.fixture(scope="module")
 def tang(inventory, converged):
     """node1's keyfile volume moved to node2's Tang server: `up` of the disk_encryption layer binds
-    it, proves Tang unlocks it and removes the keyfile (the escrowed key stays). `up --check` first:
-    it must predict exactly that run, the Tang bind included (a command check mode used to skip)."""
+    it, proves Tang unlocks it and removes the keyfile (the escrowed key stays)."""
     edit_inventory(inventory, lambda data: data["all"]["vars"].update(disk_encryption_tang_servers=[{"url": TANG}]))
-    args = ("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
-            "--vault-password-file", vault_password(inventory))
-    check = mp(*args, "--check", timeout=1800)
-    assert check.rc == 4, check.stdout[-3000:] + check.stderr[-3000:]
-    res = mp(*args, timeout=1800)
+    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
+             "--vault-password-file", vault_password(inventory), timeout=1800)
     assert res.rc == 0, res.stdout + res.stderr
     assert by_host(res.json())["node1"]["changed"] > 0
-    return {"check": check.json(), "real": res.json()}
-
-
-def test_check_mode_predicted_the_move_to_tang(tang):
-    assert_check_predicted(tang["check"], tang["real"], ["node1"])
-    assert "Disk_encryption | Bind each volume to the Tang servers" in changed_by_host(tang["real"])["node1"]
+    return res.json()
 
 
 def test_moved_to_tang_verify_passes(inventory, tang):
@@ -393,3 +384,21 @@ def test_tang_down_at_boot_then_up_opens_from_the_escrow(inventory, tang):
     res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
              "--vault-password-file", vault_password(inventory))
     assert res.rc == 0 and by_host(res.json())["node1"]["changed"] == 0, res.stdout + res.stderr
+
+
+def test_check_mode_predicts_the_tang_rebind(inventory, tang):
+    """node1's Tang binding removed by hand: `up --check` reports the bind (check mode used to skip
+    it and say nothing), the real `up` makes exactly that change, from the escrowed key."""
+    dev = node_ssh(inventory, "node1", "cryptsetup status mlops-data | awk '/device:/ {print $2}'").stdout.strip()
+    slot = node_ssh(inventory, "node1", f"clevis luks list -d {dev} | cut -d: -f1 | head -n 1").stdout.strip()
+    node_ssh(inventory, "node1", f"clevis luks unbind -f -d {dev} -s {slot}")
+    assert node_ssh(inventory, "node1", f"clevis luks list -d {dev}", check=False).stdout.strip() == ""
+    args = ("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
+            "--vault-password-file", vault_password(inventory))
+    check = mp(*args, "--check", timeout=1800)
+    assert check.rc == 4, check.stdout[-3000:] + check.stderr[-3000:]
+    real = mp(*args, timeout=1800)
+    assert real.rc == 0, real.stdout[-3000:] + real.stderr[-3000:]
+    assert_check_predicted(check.json(), real.json(), ["node1"])
+    assert "Disk_encryption | Bind each volume to the Tang servers" in changed_by_host(real.json())["node1"]
+    assert node_ssh(inventory, "node1", f"clevis luks list -d {dev}").stdout.strip() != ""

@@ -137,6 +137,10 @@ def notes_from_stats(artifact_data: object) -> dict[str, list[dict[str, str]]]:
 
 #: The role of a task that belongs to no role (a play's own tasks and handlers), as drift names it.
 NO_ROLE = "site"
+#: Warnings that are the platform's normal case, not something to act on: a play for a group the
+#: site leaves empty (gpu_workers on a site without GPUs; the upgrade group when nothing is due).
+#: They stay in the run record's events.
+EXPECTED_WARNINGS = ("Could not match supplied host pattern",)
 #: At most this many distinct warnings are kept (the run record's events hold them all).
 MAX_WARNINGS = 20
 
@@ -368,7 +372,7 @@ class RunTracker:
             where = str(data.get("task") or self.task or "")
             found += [(where, _warning_text(w.get("msg") if isinstance(w, dict) else w)) for w in res["warnings"]]
         for where, text in found:
-            if not text:
+            if not text or text.startswith(EXPECTED_WARNINGS):
                 continue
             hosts = self._warned.get((where, text))
             if hosts is None and len(self._warned) < MAX_WARNINGS:

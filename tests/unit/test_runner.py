@@ -416,3 +416,17 @@ def test_per_host_stats_never_reach_the_summary(tmp_path):
         "        data: {mlops_host_notes: {gpu1: [{kind: reboot, reason: lost}]}}\n        per_host: true\n")
     summary = run_playbook(load(tmp_path / "hosts.yml", strict=False), playbook=tmp_path / "play.yml")
     assert summary.exit_code == 0 and summary.notes == {}
+
+
+def test_expected_warnings_stay_out_of_the_summary():
+    """A play for a group the site leaves empty (gpu_workers without GPUs) is the normal case:
+    Ansible's 'Could not match supplied host pattern' is not something the operator can act on.
+    Other warnings are kept."""
+    from mlops_provision.runner import RunTracker
+
+    tracker = RunTracker(["node1"], scrubber=None)
+    empty_group = "[WARNING]: Could not match supplied host pattern, ignoring: gpu_workers"
+    tracker.handle({"event": "warning", "stdout": empty_group, "event_data": {}})
+    tracker.handle({"event": "warning", "stdout": "[WARNING]: Module remote_tmp /x did not exist",
+                    "event_data": {"task": "Base | Something"}})
+    assert tracker.warnings == ["Base | Something: Module remote_tmp /x did not exist"]

@@ -175,17 +175,11 @@ def verify_report(converged_containers, container_inventory, tmp_path_factory):
 
 def changed_by_host(summary: dict) -> dict[str, set[str]]:
     """Per host, the tasks and handlers that reported a change in a run (``up`` or ``up --check``,
-    from its JSON summary's run record): what check mode predicted, or what the real run did."""
-    from mlops_provision.records import events
-    from mlops_provision.runner import reports_change
-
-    out: dict[str, set[str]] = {}
-    for event in events(Path(summary["run_dir"]) / "artifacts" / "ansible"):
-        data = event.get("event_data") or {}
-        # a no_log task's result is censored: its change shows in its line ("changed: [host]")
-        if event.get("event") == "runner_on_ok" and reports_change(event, data) and data.get("host"):
-            out.setdefault(data["host"], set()).add(str(data.get("task")))
-    return out
+    from its JSON summary): what check mode predicted, or what the real run did. Read from the
+    run's events (``changed_tasks``, where a no_log task's or loop's change is found from its
+    lines: its result is censored)."""
+    return {host: {t for tasks in roles.values() for t in tasks}
+            for host, roles in (summary.get("changed_tasks") or {}).items()}
 
 
 def assert_check_predicted(check: dict, real: dict, hosts: list[str]) -> None:

@@ -68,6 +68,19 @@ def test_a_no_log_change_is_still_pending(tmp_path):
     assert "no_log" in items[0].detail
 
 
+def test_a_no_log_loop_change_is_pending(tmp_path):
+    """A no_log loop (the Tang bind loops over the volumes): neither the task's result nor its own
+    line says it changed; its items' lines do."""
+    censored = {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified"}
+    task = "Disk_encryption | Bind each volume to the Tang servers"
+    item = _event(1, "node1", "disk_encryption", task, dict(censored), kind="runner_item_on_ok")
+    item["stdout"] = "changed: [node1] => (item=None)"
+    done = _event(2, "node1", "disk_encryption", task, dict(censored))
+    done["stdout"] = ""
+    items = model.pending_changes(_events(tmp_path, item, done))
+    assert [(i.host, i.what) for i in items] == [("node1", task)]
+
+
 def test_pending_changes_carry_role_task_and_diff(tmp_path):
     d = _events(
         tmp_path,

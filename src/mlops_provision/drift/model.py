@@ -136,10 +136,15 @@ def _role(data: dict) -> str:
 def pending_changes(artifact_dir: Path) -> list[DriftItem]:
     """The tasks a check-mode run would change, per host, from its (scrubbed) job events."""
     items = []
-    for event in events(artifact_dir):
+    found = events(artifact_dir)
+    # A no_log loop's result is censored twice over: only its items' lines say they changed.
+    by_item = {(d.get("host"), d.get("task")) for e in found if e.get("event") == "runner_item_on_ok"
+               for d in [e.get("event_data") or {}] if reports_change(e, d)}
+    for event in found:
         data = event.get("event_data") or {}
         res = data.get("res") or {}
-        if event.get("event") != "runner_on_ok" or not reports_change(event, data) or not data.get("host"):
+        changed = reports_change(event, data) or (data.get("host"), data.get("task")) in by_item
+        if event.get("event") != "runner_on_ok" or not changed or not data.get("host"):
             continue
         diffs = [res["diff"]] if res.get("diff") else []
         labels = []

@@ -252,6 +252,7 @@ class RunTracker:
         self.notes: dict[str, list[dict[str, str]]] = {}  # from the run's stats (NOTES_STAT)
         self.changed_tasks: dict[str, dict[str, list[str]]] = {}  # host -> role -> tasks
         self._warned: dict[tuple[str, str], list[str]] = {}  # (task, warning) -> hosts
+        self._item_changes: set[tuple[str, object]] = set()  # (host, task) whose items changed
         self._plays: list[dict[str, object]] = []  # {"play", "start", "end"} (epoch seconds)
         self._last_event: float | None = None
         #: The task (or handler) running now, for the progress display; None before the first.
@@ -292,12 +293,13 @@ class RunTracker:
         elif host and kind == "runner_on_ok":
             h = self._host(host)
             h.ok += 1
-            if data.get("res", {}).get("changed"):
+            # a no_log loop says it changed only in its items' lines (its result is censored):
+            # the host's count, check mode's exit code 4 and the changed tasks read the same
+            if reports_change(event, data) or (host, data.get("task")) in self._item_changes:
                 h.changed += 1
-            if reports_change(event, data):
                 self._changed(host, data)
         elif host and kind == "runner_item_on_ok" and reports_change(event, data):
-            self._changed(host, data)  # a no_log loop says it changed only in its items' lines
+            self._item_changes.add((host, data.get("task")))
         elif host and kind == "runner_on_skipped":
             self._host(host).skipped += 1
         elif host and kind == "runner_on_failed":

@@ -223,6 +223,8 @@ def test_a_real_run_names_roles_and_handlers_and_times_its_plays(tmp_path):
     # no_log results are censored, "changed" too: their change is read from their lines
     assert summary.changed_tasks == {"h1": {"demo": ["Demo | Change", "Demo | Restart"],
                                             "site": ["Own task", "Secret task", "Secret loop"]}}
+    # and the host's count (check mode's exit code 4 reads it) counts the same five changes
+    assert summary.hosts[0].changed == 5, summary.hosts[0]
     assert [p["play"] for p in summary.plays] == ["First layer", "Second layer"]
     assert all(0 <= p["duration_s"] <= summary.duration_s for p in summary.plays), summary.plays
 

@@ -61,8 +61,10 @@ def test_a_long_task_gets_a_heartbeat_naming_it_and_its_host(local_run):
     done = re.findall(r"^\[ *[\d.]+s\] done in ([\d.]+)s: Demo \| Long build  \(1 host: 1 changed; 1 skipped\)$",
                       out, re.M)
     assert len(done) == 1 and float(done[0]) >= 3.5, out
-    # the tasks that took less than DONE_LINE_S have no "done in" line
-    assert out.count("done in") == 1, out
+    # only a task that took DONE_LINE_S or longer gets a "done in" line (on a loaded machine a
+    # first connection can make a short task that long: then its line says so)
+    took = [float(s) for s in re.findall(r"^\[ *[\d.]+s\] done in ([\d.]+)s: ", out, re.M)]
+    assert len(took) == out.count("done in") and all(s >= 2.0 for s in took), out
 
 
 def test_each_task_counts_only_the_hosts_it_runs_on(local_run):

@@ -80,7 +80,7 @@ def test_a_site_without_gpu_or_cluster_groups_validates_quietly(tmp_path: Path):
 
 def test_valid_example_site():
     res = mp("validate", "-i", "inventories/example",
-             "--vault-password-file", "inventories/example/example-vault-password")
+             "--vault-password-file", "inventories/example/.vault-password")
     assert res.rc == 0, res.stderr
     assert "4 host(s)" in res.stdout
 
@@ -135,7 +135,7 @@ def test_sandbox_refuses_more_nodes_than_its_kind_allows(tmp_path: Path, kind, n
 
 
 # --------------------------------------------------------------------------- mlflow backup|restore, facts
-EXAMPLE = ["-i", "inventories/example", "--vault-password-file", "inventories/example/example-vault-password"]
+EXAMPLE = ["-i", "inventories/example", "--vault-password-file", "inventories/example/.vault-password"]
 
 
 @pytest.fixture

@@ -89,6 +89,6 @@ def test_validate_refuses_bad_gpu_input(tmp_path, line, key):
     setting = tuple(x.split(":", 1)[0] + ":" for x in line.splitlines())
     kept = [x for x in gv.read_text().splitlines() if not x.startswith(setting)]
     gv.write_text("\n".join(kept) + "\n" + line + "\n")
-    res = mp("validate", "-i", site / "hosts.yml", "--vault-password-file", site / "example-vault-password")
+    res = mp("validate", "-i", site / "hosts.yml", "--vault-password-file", site / ".vault-password")
     assert res.rc == 2, res.stdout + res.stderr
     assert key in res.stderr and ("gpu_workers.yml" in res.stderr or "hosts.yml" in res.stderr), res.stderr

@@ -12,7 +12,7 @@ from mlops_provision.errors import BadInput
 from mlops_provision.site import InventoryInvalid, Problem, load
 from mlops_provision.site.rules import kubernetes_upgrade_problem, kubernetes_version_of
 
-EXAMPLE_PASSWORD = Path(__file__).parents[2] / "inventories" / "example" / "example-vault-password"
+EXAMPLE_PASSWORD = Path(__file__).parents[2] / "inventories" / "example" / ".vault-password"
 
 
 @pytest.fixture(autouse=True)

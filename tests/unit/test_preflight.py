@@ -34,7 +34,7 @@ ROOT = paths.project_root()
 BIN = Path(sys.executable).parent
 SITE_YML = ROOT / "playbooks" / "site.yml"
 EXAMPLE = ROOT / "inventories" / "example"
-EXAMPLE_VAULT = EXAMPLE / "example-vault-password"
+EXAMPLE_VAULT = EXAMPLE / ".vault-password"
 PREFLIGHT_PLAY = "Preflight"
 PREFLIGHT_TASK = "Check the site as mlops-provision validate does"
 

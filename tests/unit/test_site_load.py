@@ -23,7 +23,7 @@ from mlops_provision.site import (
 )
 
 EXAMPLE = paths.project_root() / "inventories" / "example"
-EXAMPLE_VAULT = EXAMPLE / "example-vault-password"
+EXAMPLE_VAULT = EXAMPLE / ".vault-password"
 
 # A minimal valid site; the cases below break it one way at a time.
 HOSTS = """\

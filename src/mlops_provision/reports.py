@@ -82,13 +82,32 @@ def attention_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
-def changed_groups(summary: RunSummary) -> list[tuple[list[str], dict[str, list[str]]]]:
-    """The changed tasks, hosts with the very same changes together, in host order."""
-    groups: dict[str, tuple[list[str], dict[str, list[str]]]] = {}
+def changed_by_role(summary: RunSummary) -> list[tuple[str, list[str], list[str]]]:
+    """(role, hosts, tasks): each role's changed tasks once, those changed on the same hosts
+    together (most hosts first), in the order they ran; roles sorted."""
+    per: dict[str, dict[str, list[str]]] = {}  # role -> task -> hosts
     for host, roles in summary.changed_tasks.items():
-        key = json.dumps(roles, sort_keys=True)
-        groups.setdefault(key, ([], roles))[0].append(host)
-    return list(groups.values())
+        for role, tasks in roles.items():
+            for task in tasks:
+                per.setdefault(role, {}).setdefault(task, []).append(host)
+    out: list[tuple[str, list[str], list[str]]] = []
+    for role in sorted(per):
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for task, hosts in per[role].items():
+            groups.setdefault(tuple(sorted(hosts)), []).append(task)
+        for hosts, tasks in sorted(groups.items(), key=lambda kv: (-len(kv[0]), kv[0])):
+            out.append((role, list(hosts), tasks))
+    return out
+
+
+def hosts_label(hosts: list[str], every: set[str], most: int = 4) -> str:
+    """``all N hosts`` when they are every host that changed, else their names (at most
+    ``most``, then how many more: the JSON summary lists them all)."""
+    if set(hosts) == every and len(every) > 1:
+        return f"all {len(every)} hosts"
+    if len(hosts) <= most:
+        return ", ".join(hosts)
+    return f"{', '.join(hosts[:most])} +{len(hosts) - most} more"
 
 
 def print_run(summary: RunSummary, console: Console | None = None) -> None:
@@ -103,19 +122,18 @@ def print_run(summary: RunSummary, console: Console | None = None) -> None:
                       str(h.failed), str(h.unreachable), str(h.skipped))
     console.print(fit_title(table))
 
-    groups = changed_groups(summary)
-    if groups:
+    changed = changed_by_role(summary)
+    if changed:
+        every = {h for h, roles in summary.changed_tasks.items() if roles}
         console.print()
         console.print(Text("WOULD CHANGE" if summary.check else "CHANGED", style="bold yellow"))
-        for hosts, roles in groups:
-            count = sum(len(tasks) for tasks in roles.values())
-            _line(console, Text(f"{', '.join(hosts)}", style="bold") + Text(f" ({count} task(s))"), 2)
-            grid = Table.grid(padding=(0, 1))
-            grid.add_column(no_wrap=True)
-            grid.add_column(overflow="fold")
-            for role, tasks in sorted(roles.items()):
-                grid.add_row(Text(f"    {role}:"), Text("; ".join(short_task(t, role) for t in tasks)))
-            console.print(grid)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for role, hosts, tasks in changed:
+            grid.add_row(Text(f"  {role} ") + Text(f"({hosts_label(hosts, every)})", style="bold") + Text(":"),
+                         Text("; ".join(short_task(t, role) for t in tasks)))
+        console.print(grid)
 
     attention = attention_lines(summary)
     if attention:
@@ -154,14 +172,27 @@ def _cell(counts: dict[str, int] | None) -> Text:
     return Text(text, style=style)
 
 
+#: Up to this many hosts, the matrix has a column per host and a row per role (role names
+#: stay whole); more hosts, a row per host.
+MATRIX_HOST_COLUMNS = 8
+
+
 def verify_matrix(report: VerifyReport) -> Table:
-    """Hosts x roles (a result under its first role), cells passed/failed/skipped."""
+    """Hosts x roles (a result under its first role), cells passed/failed/skipped: a row per
+    role and a column per host for up to :data:`MATRIX_HOST_COLUMNS` hosts, else a row per host."""
     matrix = report.matrix()
     hosts = sorted({r.host for r in report.results})
     roles = sorted({role for cells in matrix.values() for role in cells})
     table = Table(title=f"mlops-provision verify: {len(hosts)} host(s), {len(roles)} role(s)",
                   title_justify="left")
-    table.add_column("host")
+    if len(hosts) <= MATRIX_HOST_COLUMNS:
+        table.add_column("role", no_wrap=True)
+        for host in hosts:
+            table.add_column(host, justify="right", overflow="fold")
+        for role in roles:
+            table.add_row(role, *(_cell(matrix.get(host, {}).get(role)) for host in hosts))
+        return fit_title(table)
+    table.add_column("host", no_wrap=True)
     for role in roles:
         table.add_column(role, justify="right", overflow="fold")
     for host in hosts:

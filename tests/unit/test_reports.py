@@ -96,7 +96,8 @@ def fake_run(tmp_path, monkeypatch):
     monkeypatch.setattr(runner.ansible_runner.interface, "init_runner", lambda **kw: _FakeRunner(**kw))
     monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")  # no Mitogen lookup
     (tmp_path / "hosts.yml").write_text("all: {}\n")
-    site = SimpleNamespace(path=tmp_path / "hosts.yml", secrets=lambda: [], matching=lambda limit: ["node1", "node2"])
+    site = SimpleNamespace(path=tmp_path / "hosts.yml", sources=[tmp_path / "hosts.yml"], secrets=lambda: [],
+                           matching=lambda limit: ["node1", "node2"])
     return lambda **kw: runner.run_playbook(site, playbook=tmp_path / "site.yml", **kw)
 
 
@@ -130,12 +131,12 @@ def test_human_summary_of_a_run(fake_run):
     out = _render(reports.print_run, summary)
     lines = [line.rstrip() for line in out.splitlines()]
     changed = lines.index("CHANGED")
-    # node1 and node2 changed differently; each role once per host, the role's prefix not repeated
-    assert lines[changed + 1:changed + 5] == [
-        "  node1 (4 task(s))",
-        "    base:         Configure chrony; Restart chrony",
-        "    os_hardening: Set kernel parameters",
-        "    site:         Record the layer"]
+    # each task once, with the hosts it changed on (every host alike: "all"); the role's prefix
+    # not repeated
+    assert lines[changed + 1:changed + 4] == [
+        "  base (all 2 hosts):         Configure chrony; Restart chrony",
+        "  os_hardening (all 2 hosts): Set kernel parameters",
+        "  site (node1):               Record the layer"]
     attention = lines.index("NEEDS ATTENTION")
     assert lines[attention + 1:attention + 3] == [
         "  REBOOT NEEDED: node2: kernel parameters need a reboot",
@@ -144,7 +145,7 @@ def test_human_summary_of_a_run(fake_run):
     assert [line.split() for line in lines[plays + 1:plays + 4]] == [
         ["Preflight", "2.0s"], ["Base", "|", "Common", "node", "setup", "1m00s"], ["MLflow", "layer", "10s"]]
     assert lines[-1] == f"exit 0; run record: {summary.run_dir}"
-    assert "WOULD CHANGE" not in out and out.count("Configure chrony") == 2
+    assert "WOULD CHANGE" not in out and out.count("Configure chrony") == 1
 
 
 def test_check_mode_lists_what_would_change_and_hosts_alike_together():
@@ -156,8 +157,7 @@ def test_check_mode_lists_what_would_change_and_hosts_alike_together():
     out = _render(reports.print_run, summary)
     lines = [line.rstrip() for line in out.splitlines()]
     title = lines.index("WOULD CHANGE")
-    assert lines[title + 1:title + 5] == ["  a, b (1 task(s))", "    base: Configure chrony",
-                                          "  c (1 task(s))", "    mlflow: Write the unit"]
+    assert lines[title + 1:title + 3] == ["  base (a, b): Configure chrony", "  mlflow (c):  Write the unit"]
     assert "CHANGED" not in lines and "NEEDS ATTENTION" not in out and "PLAYS" not in out
     assert "mlops-provision check --check: 3 host(s)" in out and lines[-1] == "exit 4; run record: /runs/1-check"
 
@@ -414,14 +414,19 @@ def test_verify_report_renders_a_host_by_role_matrix():
                                         "os_hardening": {"passed": 0, "failed": 0, "error": 1, "skipped": 0}}
     out = _render(reports.print_verify, report)
     lines = [line.rstrip() for line in out.splitlines()]
-    header = next(line for line in lines if "host" in line and "┃" in line)
-    assert [c.strip() for c in header.strip().strip("┃").split("┃")] == ["host", "audit", "base", "mlflow",
-                                                                          "os_hardening"]
+    # few hosts: a row per role (whole names), a column per host
+    header = next(line for line in lines if "role" in line and "┃" in line)
+    assert [c.strip() for c in header.strip().strip("┃").split("┃")] == ["role", "node1", "node2", "node3"]
     rows = {cells[0]: cells[1:] for line in lines
-            if (cells := [c.strip() for c in line.strip().strip("│").split("│")]) and cells[0].startswith("node")}
-    assert rows == {"node1": ["0/0/1", "1/1/1", "-", "-"],
-                    "node2": ["0/0/1", "2/0/1", "-", "0/1/0"],
-                    "node3": ["0/0/1", "2/0/1", "1/0/0", "0/1/0"]}
+            if (cells := [c.strip() for c in line.strip().strip("│").split("│")])
+            and cells[0] in ("audit", "base", "mlflow", "os_hardening")}
+    assert rows == {"audit": ["0/0/1", "0/0/1", "0/0/1"], "base": ["1/1/1", "2/0/1", "2/0/1"],
+                    "mlflow": ["-", "-", "1/0/0"], "os_hardening": ["-", "0/1/0", "0/1/0"]}
+    # many hosts: a row per host
+    many = reports.verify_matrix(VerifyReport(inventory="i", results=[
+        CheckResult(host=f"n{i:02d}", module="test_base", check="c", outcome="passed", roles=["base"])
+        for i in range(reports.MATRIX_HOST_COLUMNS + 1)]))
+    assert [c.header for c in many.columns] == ["host", "base"] and many.row_count == reports.MATRIX_HOST_COLUMNS + 1
     assert "mlops-provision verify: 3 host(s), 4 role(s)" in out and reports.MATRIX_LEGEND in lines
     assert lines[-1] == ("6 passed, 2 failed, 1 errors, 6 skipped on 3 host(s) in 1m24s; run record: /runs/3-verify")
 

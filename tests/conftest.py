@@ -40,3 +40,42 @@ def mp(*args: str | Path, timeout: int = 900, env: dict | None = None) -> Result
 @pytest.fixture
 def cli():
     return mp
+
+
+EXAMPLE = ROOT / "inventories" / "example"
+
+
+def example_copy(site: Path, password: bytes = b"a-password-of-this-test-site", fresh: bool = True) -> Path:
+    """A copy of ``inventories/example`` at ``site`` whose vault files are encrypted with
+    ``password`` (written beside the site, returned), holding new random secrets: validate
+    refuses the example's own, which are published (``fresh=False`` keeps them)."""
+    import secrets
+    import shutil
+
+    import yaml
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    shutil.copytree(EXAMPLE, site, ignore=shutil.ignore_patterns("*vault-password"))
+    example_password = next(EXAMPLE.glob("*vault-password")).read_bytes().strip()
+    old = VaultLib([("default", VaultSecret(example_password))])
+    new = VaultLib([("default", VaultSecret(password))])
+    for file in sorted(site.rglob("*.yml")):
+        if not file.read_bytes().startswith(b"$ANSIBLE_VAULT"):
+            continue
+        text = old.decrypt(file.read_bytes()).decode()
+        if fresh:  # a key: 32 random bytes in base64; anything else: a random password
+            values = yaml.safe_load(text) or {}
+            text = "---\n" + "".join(
+                f"{key}: {_key32() if key.endswith('_key') else secrets.token_urlsafe(18)}\n"
+                for key in values)
+        file.write_bytes(new.encrypt(text))
+    password_file = site.parent / f"{site.name}-vault-password"
+    password_file.write_bytes(password + b"\n")
+    return password_file
+
+
+def _key32() -> str:
+    import base64
+    import secrets
+
+    return base64.b64encode(secrets.token_bytes(32)).decode()

@@ -62,12 +62,12 @@ class ActionModule(ActionBase):
         given = self._task.args.get("inventory")
         if given:  # the site's inventory in the project; the run's may be AWX's script
             sources = [given] if isinstance(given, str) else [str(s) for s in given]
-            parsed, base, hosts = [], PROJECT, list(task_vars.get("groups", {}).get("all", []))
+            base, hosts = PROJECT, list(task_vars.get("groups", {}).get("all", []))
         else:
-            sources, parsed = self._sources(task_vars)
+            sources = self._sources(task_vars)
             base, hosts = None, None
         with _this_project():
-            answer = _preflight().check(sources, self._vault_secrets(), parsed, base, hosts)
+            answer = _preflight().check(sources, self._vault_secrets(), base, hosts)
         result.update(changed=False, msg=answer.text)
         if not answer.ok:
             result["failed"] = True
@@ -75,19 +75,17 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def _sources(task_vars):
-        """The inventory sources of this run (as given: ``-i``, ``ANSIBLE_INVENTORY``,
-        ansible.cfg), and the files Ansible parsed from them."""
+        """The inventory sources of this run, as given: ``-i``, ``ANSIBLE_INVENTORY``,
+        ansible.cfg."""
         # The run's InventoryManager (ansible-core 2.19: HostVars keeps it); else the CLI's -i.
         inventory = getattr(task_vars.get("hostvars"), "_inventory", None)
         sources = list(getattr(inventory, "_sources", None) or [])
-        data = getattr(inventory, "_inventory", None)  # InventoryData: what each source gave
-        parsed = list(getattr(data, "processed_sources", None) or [])
         if not sources:
             from ansible import constants as C
             from ansible import context
 
             sources = list(context.CLIARGS.get("inventory") or C.DEFAULT_HOST_LIST or [])
-        return sources, parsed
+        return sources
 
     def _vault_secrets(self):
         """The ``(vault_id, VaultSecret)`` pairs this run was given (``--vault-id``,

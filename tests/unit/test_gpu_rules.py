@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+import yaml
 
 from mlops_provision.gpu import rules
-from tests.conftest import ROOT, mp
-
-EXAMPLE = ROOT / "inventories" / "example"
+from tests.conftest import ROOT, example_copy, mp
 
 ALL = {"nvidia_driver", "cuda", "containerd"}
 
@@ -71,9 +68,37 @@ def test_secure_boot_on_needs_the_key_pair_in_the_vault():
     assert rules.problems({"nvidia_driver_secure_boot": "auto"}, ALL) == []
 
 
+def test_debian_source_needs_the_branch_debian_carries():
+    found = rules.problems({"nvidia_driver_source": "debian", "nvidia_driver_branch": "550"}, ALL)
+    assert keys(found) == ["nvidia_driver_branch"]
+    assert ("branch 550 is not in Debian's archive: Debian bookworm carries branch 535 only (the release "
+            "assumed: bookworm, what role nvidia_driver supports") in found[0][1]
+    assert 'expected nvidia_driver_branch "535" with nvidia_driver_source: debian' in found[0][1]
+    assert rules.problems({"nvidia_driver_source": "debian"}, ALL) == []  # the default branch, 535
+    assert rules.problems({"nvidia_driver_source": "nvidia", "nvidia_driver_branch": "550",
+                           "cuda_toolkits": ["12.4"], "cuda_default": "12.4"}, ALL) == []
+
+
+def test_a_known_release_is_judged_by_its_own_branch():
+    assert rules.debian_branch_problem("550", "trixie") == ""
+    why = rules.debian_branch_problem("535", "trixie")
+    assert "Debian trixie carries branch 550 only" in why and "assumed" not in why
+
+
+def test_the_debian_branches_are_the_roles_data():
+    role = ROOT / "roles" / "nvidia_driver"
+    table = yaml.safe_load((role / "vars" / "main.yml").read_text())["nvidia_driver_debian_branch"]
+    assert rules.debian_branches() == table == {"bookworm": "535", "trixie": "550"}
+    assert rules.supported_releases() == ("bookworm",)
+    assert "nvidia_driver_debian_branch[ansible_facts['distribution_release']]" in (
+        role / "tasks" / "source.yml").read_text(), "the role checks the node's release with the same table"
+
+
 BAD_INPUT = [  # (line appended to group_vars/gpu_workers.yml of the example site, key named)
     ('nvidia_driver_source: nvidai', "nvidia_driver_source"),
     ('nvidia_driver_branch: "551"', "nvidia_driver_branch"),
+    ('nvidia_driver_source: debian', "nvidia_driver_branch"),
+    ("nvidia_driver_secure_boot: on", "nvidia_driver_secure_boot"),
     ('cuda_default: "12.6"\ncuda_toolkits: ["12.6"]', "cuda_toolkits"),
     ("containerd_cdi: true", "containerd_cdi"),
     ('nvidia_driver_secure_boot: "on"', "nvidia_driver_mok_key"),
@@ -84,11 +109,35 @@ BAD_INPUT = [  # (line appended to group_vars/gpu_workers.yml of the example sit
 def test_validate_refuses_bad_gpu_input(tmp_path, line, key):
     """`validate` exits 2 naming the file and key, before any host is contacted."""
     site = tmp_path / "site"
-    shutil.copytree(EXAMPLE, site)
+    password = example_copy(site)  # with fresh secrets: the example's are refused as published
     gv = site / "group_vars" / "gpu_workers.yml"
     setting = tuple(x.split(":", 1)[0] + ":" for x in line.splitlines())
     kept = [x for x in gv.read_text().splitlines() if not x.startswith(setting)]
     gv.write_text("\n".join(kept) + "\n" + line + "\n")
-    res = mp("validate", "-i", site / "hosts.yml", "--vault-password-file", site / ".vault-password")
+    res = mp("validate", "-i", site / "hosts.yml", "--vault-password-file", password)
     assert res.rc == 2, res.stdout + res.stderr
+    assert "published example secret" not in res.stderr
     assert key in res.stderr and ("gpu_workers.yml" in res.stderr or "hosts.yml" in res.stderr), res.stderr
+
+
+@pytest.mark.parametrize(("branch", "release"), [("535", "bookworm"), ("550", "bookworm"),
+                                                  ("550", "trixie"), ("535", "trixie"), ("535", "forky")])
+def test_the_role_refuses_exactly_what_validate_refuses(branch, release):
+    """tasks/source.yml's check on the node's real release, evaluated by Ansible's templar with
+    the role's vars/main.yml, agrees with validate's rule for that release."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    role = ROOT / "roles" / "nvidia_driver"
+    task = next(t for t in yaml.safe_load((role / "tasks" / "source.yml").read_text())
+                if "nvidia_driver_debian_has" in t.get("vars", {}))
+    variables = {"nvidia_driver_source": "debian", "nvidia_driver_branch": branch,
+                 "ansible_facts": {"distribution_release": release},
+                 "nvidia_driver_debian_branch": yaml.safe_load((role / "vars" / "main.yml").read_text())[
+                     "nvidia_driver_debian_branch"],
+                 **{k: trust_as_template(v) for k, v in task["vars"].items()}}
+    templar = Templar(loader=DataLoader(), variables=variables)
+    assert templar.evaluate_conditional(trust_as_template(task["when"]))
+    allowed = all(templar.evaluate_conditional(trust_as_template(c))
+                  for c in [task["ansible.builtin.assert"]["that"]])
+    assert allowed == (rules.debian_branch_problem(branch, release) == "")

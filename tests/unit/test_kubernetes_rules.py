@@ -4,6 +4,7 @@ is touched (InventoryInvalid: exit 2), naming the file and the key."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,6 @@ import pytest
 from mlops_provision.errors import BadInput
 from mlops_provision.site import InventoryInvalid, Problem, load
 from mlops_provision.site.rules import kubernetes_upgrade_problem, kubernetes_version_of
-
-EXAMPLE_PASSWORD = Path(__file__).parents[2] / "inventories" / "example" / ".vault-password"
 
 
 @pytest.fixture(autouse=True)
@@ -122,8 +121,9 @@ def test_no_rule_without_a_cluster(tmp_path: Path) -> None:
     load(tmp_path / "hosts.yml")
 
 
-def _vault(value: str) -> str:
-    out = subprocess.run(["ansible-vault", "encrypt_string", "--vault-password-file", str(EXAMPLE_PASSWORD),
+def _vault(value: str, password: Path) -> str:
+    out = subprocess.run([str(Path(sys.executable).parent / "ansible-vault"), "encrypt_string",
+                          "--vault-password-file", str(password),
                           "--name", "kubernetes_control_plane_encryption_key", value],
                          check=True, capture_output=True, text=True).stdout
     return out.replace("\n", "\n  ")
@@ -133,14 +133,16 @@ def test_encryption_key_plain_or_malformed(tmp_path: Path) -> None:
     plain = only(problems(site(tmp_path, plane_vars="kubernetes_control_plane_encryption_key: abc")),
                  "kubernetes_control_plane_encryption_key")
     assert "plain text" in plain.expected
+    password = tmp_path / ".pw"  # the site's own: the example's is published, and refused
+    password.write_text("k8s-rules-test-password\n")
     short = tmp_path / "short"
     short.mkdir()
-    inv = site(short, plane_vars=_vault("c2hvcnQ="))
-    assert "32 bytes" in only(problems(inv, EXAMPLE_PASSWORD), "kubernetes_control_plane_encryption_key").expected
+    inv = site(short, plane_vars=_vault("c2hvcnQ=", password))
+    assert "32 bytes" in only(problems(inv, password), "kubernetes_control_plane_encryption_key").expected
     good = tmp_path / "good"
     good.mkdir()
-    load(site(good, plane_vars=_vault("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")),
-         vault_password_file=EXAMPLE_PASSWORD)
+    load(site(good, plane_vars=_vault("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", password)),
+         vault_password_file=password)
 
 
 # --------------------------------------------------------------------------- one source per rule
@@ -229,3 +231,77 @@ def test_the_filter_names_what_is_not_a_version() -> None:
     assert upgrade_problem_of("1.33.1", "1.33.1", 1) == "" and upgrade_problem_of("1.32.0", "v1.33.1", "1") == ""
     assert "not a version" in upgrade_problem_of("1.33.1~rc.0", "1.33.1", 1)
     assert "not a pinned version" in upgrade_problem_of("1.33.1", "1.33", 1)
+
+
+# --------------------------------------------------------------------------- version form and floor
+
+def test_version_with_a_leading_v_is_refused(tmp_path: Path) -> None:
+    problem = only(problems(site(tmp_path, workers=3, all_vars='kubernetes_version: "v1.33.1"')),
+                   "kubernetes_version")
+    assert (Path(problem.file).name, problem.line, problem.where) == ("hosts.yml", 5, "group 'all'")
+    assert "'v1.33.1' starts with v: expected MAJOR.MINOR.PATCH without it (1.33.1)" in problem.expected
+    assert problem.expected.endswith("(4 hosts: cp1, cpu1, cpu2 and 1 more)"), problem
+
+
+def test_version_older_than_the_kubeadm_configuration_is_refused(tmp_path: Path) -> None:
+    problem = only(problems(site(tmp_path, all_vars='kubernetes_version: "1.28.5"')), "kubernetes_version")
+    assert "1.28.5 is older than 1.31.0" in problem.expected and "expected 1.31.0 or newer" in problem.expected
+    assert "kubernetes_node_min_version" in problem.expected
+    load(site(tmp_path, all_vars='kubernetes_version: "1.31.0"'))
+
+
+def test_the_minimum_is_the_roles_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate reads kubernetes_node_min_version from the role's vars, which names the kubeadm
+    API the control plane's template writes."""
+    import yaml
+
+    from mlops_provision.site import rules
+
+    role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    assert rules.kubernetes_min_version() == kubernetes_version_of(role_vars["kubernetes_node_min_version"])
+    template = (ROLE.parent / "kubernetes_control_plane" / "templates" / "kubeadm.yaml.j2").read_text()
+    assert "apiVersion: kubeadm.k8s.io/v1beta4" in template  # read by kubeadm 1.31 and newer
+    (tmp_path / "kubernetes_node" / "vars").mkdir(parents=True)
+    (tmp_path / "kubernetes_node" / "vars" / "main.yml").write_text(
+        (ROLE / "vars" / "main.yml").read_text().replace('kubernetes_node_min_version: "1.31.0"',
+                                                         'kubernetes_node_min_version: "1.34.0"'))
+    monkeypatch.setattr(rules.paths, "roles_dir", lambda: tmp_path)
+    assert rules.kubernetes_min_version() == (1, 34, 0)
+
+
+# --------------------------------------------------------------------------- address families
+
+def v6(inventory: Path) -> Path:
+    """The site's node addresses as IPv6 documentation addresses."""
+    text = inventory.read_text().replace("192.0.2.", "2001:db8::").replace("198.51.100.", "2001:db8:1::")
+    inventory.write_text(text)
+    return inventory
+
+
+def test_ipv6_nodes_with_the_default_ipv4_networks(tmp_path: Path) -> None:
+    problem = only(problems(v6(site(tmp_path, workers=2))), "mlops_node_address")
+    assert (problem.where, problem.line) == ("host 'cp1'", 10)
+    assert "the nodes' addresses are IPv6 (cp1's mlops_node_address 2001:db8:1::11" in problem.expected
+    assert "kubernetes_pod_cidr 10.244.0.0/16 and kubernetes_service_cidr 10.96.0.0/12" in problem.expected
+    assert "kubeadm cannot mix IPv4 and IPv6" in problem.expected
+
+
+def test_ipv4_network_set_for_ipv6_nodes(tmp_path: Path) -> None:
+    found = problems(v6(site(tmp_path, workers=2, all_vars="kubernetes_pod_cidr: 10.244.0.0/16")))
+    problem = only(found, "kubernetes_pod_cidr")
+    assert (problem.line, problem.where) == (5, "group 'all'")
+    assert problem.expected.startswith("10.244.0.0/16 is IPv4, but the nodes' addresses are IPv6 ")
+    assert "cpu2's mlops_node_address 2001:db8:1::32" in problem.expected
+    default = only(found, "mlops_node_address")  # the service network: the role's default
+    assert "but kubernetes_service_cidr 10.96.0.0/12 is role mlops' default, IPv4" in default.expected
+
+
+def test_pod_and_service_networks_of_two_families(tmp_path: Path) -> None:
+    problem = only(problems(site(tmp_path, all_vars="kubernetes_pod_cidr: fd00:10:244::/56")),
+                   "kubernetes_service_cidr")
+    assert "10.96.0.0/12 is IPv4 and kubernetes_pod_cidr fd00:10:244::/56 is IPv6" in problem.expected
+
+
+def test_an_ipv6_cluster_is_valid(tmp_path: Path) -> None:
+    load(v6(site(tmp_path, workers=2, all_vars="kubernetes_pod_cidr: fd00:10:244::/56\n"
+                                               "kubernetes_service_cidr: fd00:96::/112")))

@@ -29,6 +29,8 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from mlops_provision import paths
 from mlops_provision.runner import mitogen_strategy
 from mlops_provision.site import load, preflight
+from mlops_provision.site.load import SECRET_HOST
+from tests.conftest import example_copy
 
 ROOT = paths.project_root()
 BIN = Path(sys.executable).parent
@@ -99,10 +101,11 @@ def closed_ports(n: int) -> list[int]:
 
 
 def local_site(root: Path) -> Path:
-    """The example site (hosts.yml, group_vars/), its hosts at 127.0.0.1 on closed ports."""
-    root.mkdir(parents=True)
-    shutil.copy(EXAMPLE / "hosts.yml", root / "hosts.yml")
-    shutil.copytree(EXAMPLE / "group_vars", root / "group_vars")
+    """The example site (hosts.yml, group_vars/) with secrets of its own (the example's are
+    published: validate refuses them), its vault password beside it (:func:`site_vault`), its
+    hosts at 127.0.0.1 on closed ports."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    assert example_copy(root) == site_vault(root)
     text = (root / "hosts.yml").read_text()
     hosts = re.findall(r"ansible_host: 192\.0\.2\.\d+", text)
     ports = iter(closed_ports(len(hosts)))
@@ -110,6 +113,11 @@ def local_site(root: Path) -> Path:
                   lambda _: f"ansible_host: 127.0.0.1\n          ansible_port: {next(ports)}", text)
     (root / "hosts.yml").write_text(text)
     return root
+
+
+def site_vault(site: Path) -> Path:
+    """The vault password file of a :func:`local_site`."""
+    return site.parent / f"{site.name}-vault-password"
 
 
 def append(rel: str, text: str):
@@ -225,8 +233,8 @@ def _bad_run(tmp: Path, edit, extra: list[str]) -> Run:
     inventory = str(site / "hosts.yml")
     env = mitogen_strategy() if extra == ["mitogen"] else {}
     args = [] if extra == ["mitogen"] else extra
-    run = playbook(tmp, inventory, "--vault-password-file", str(EXAMPLE_VAULT), *args, **env)
-    run.validate_rc, run.validate_lines = validate(tmp, inventory, EXAMPLE_VAULT)
+    run = playbook(tmp, inventory, "--vault-password-file", str(site_vault(site)), *args, **env)
+    run.validate_rc, run.validate_lines = validate(tmp, inventory, site_vault(site))
     return run
 
 
@@ -271,11 +279,11 @@ def preflight_alone(tmp: Path, inventory: str, *args: str, **env: str) -> Run:
 def test_valid_site_passes_with_validates_line(tmp_path: Path) -> None:
     site = local_site(tmp_path / "site")
     inventory = str(site / "hosts.yml")
-    run = preflight_alone(tmp_path, inventory, "--vault-password-file", str(EXAMPLE_VAULT))
+    run = preflight_alone(tmp_path, inventory, "--vault-password-file", str(site_vault(site)))
     assert run.rc == 0, run.out
     assert_no_host_touched(run, "ok")
     (ok,) = run.of("ok")
-    rc, lines = validate(tmp_path, inventory, EXAMPLE_VAULT)
+    rc, lines = validate(tmp_path, inventory, site_vault(site))
     assert rc == 0 and ok["msg"].splitlines() == lines
 
 
@@ -292,28 +300,33 @@ def test_undecryptable_vault_file_stops_ansible_before_any_task(tmp_path: Path) 
     assert rc == 2 and any("vault.yml" in line and "cannot be decrypted" in line for line in lines)
 
 
-def test_inventory_directory_with_other_files_is_refused(tmp_path: Path) -> None:
+def test_a_vault_password_file_in_the_inventory_directory_is_refused_unnamed(tmp_path: Path) -> None:
     """``-i DIR``: Ansible reads every file there as inventory; a vault password file next to
-    hosts.yml becomes a host named after the password. validate reads hosts.yml alone."""
+    hosts.yml becomes a host named after the password. The preflight refuses it as validate
+    does, neither showing the password."""
     site = local_site(tmp_path / "site")
-    shutil.copy(EXAMPLE_VAULT, site / "vault-password")
-    password = EXAMPLE_VAULT.read_text().strip()
+    shutil.copy(site_vault(site), site / "vault-password")
+    password = site_vault(site).read_text().strip()
     run = playbook(tmp_path, str(site), "--vault-password-file", str(site / "vault-password"))
     assert run.rc != 0
     (failed,) = run.of("failed")
     assert failed["msg"].splitlines() == [
         f"inventory {site} is invalid: 1 problem(s)",
-        f"  {site / 'vault-password'}: inventory: (inventory source): {preflight.ALSO_READ}"]
-    assert password not in failed["msg"]
+        f"  {site / 'vault-password'}: inventory: (inventory source): {SECRET_HOST}"], run.out
+    assert password not in failed["msg"]  # (Ansible names the task's host itself: that one)
     assert_no_host_touched(run)
-    assert validate(tmp_path, str(site), site / "vault-password")[0] == 0
+    rc, lines = validate(tmp_path, str(site), site / "vault-password")
+    assert rc == 2 and lines == failed["msg"].splitlines() and password not in "\n".join(lines)
+    # hidden, Ansible skips it: the site is valid
+    (site / "vault-password").rename(site / ".vault-password")
+    assert validate(tmp_path, str(site), site / ".vault-password")[0] == 0
 
 
 def test_inventory_script_needs_the_site_named(tmp_path: Path) -> None:
     """AWX hands ansible-playbook its inventory as a script: the preflight cannot read it as a
     site; ``mlops_preflight_inventory`` names the site's inventory (relative to the project)."""
     site = local_site(tmp_path / "site")
-    loaded = load(site / "hosts.yml", vault_password_file=EXAMPLE_VAULT)
+    loaded = load(site / "hosts.yml", vault_password_file=site_vault(site))
     hosts = {group: {"hosts": members} for group, members in loaded.groups.items() if group != "all"}
     hosts["_meta"] = {"hostvars": {h: {k: loaded.hostvars(h)[k] for k in ("ansible_host", "ansible_port")}
                                    for h in loaded.hosts}}
@@ -327,10 +340,10 @@ def test_inventory_script_needs_the_site_named(tmp_path: Path) -> None:
     assert not unnamed.ok and unnamed.lines[1] == f"  {script}: inventory: (script): {preflight.NAME_THE_SITE}"
 
     relative = os.path.relpath(site / "hosts.yml", ROOT)
-    run = playbook(tmp_path, str(script), "--vault-password-file", str(EXAMPLE_VAULT),
+    run = playbook(tmp_path, str(script), "--vault-password-file", str(site_vault(site)),
                    "-e", f"mlops_preflight_inventory={relative}")
     (failed,) = run.of("failed")
-    rc, lines = validate(tmp_path, str(ROOT / relative), EXAMPLE_VAULT)
+    rc, lines = validate(tmp_path, str(ROOT / relative), site_vault(site))
     assert rc == 2 and failed["msg"].splitlines() == lines
     assert_no_host_touched(run)
 
@@ -395,8 +408,7 @@ def molecule_inventory(root: Path) -> Path:
 def _molecule_check(tmp_path: Path) -> preflight.Result:
     inventory = molecule_inventory(tmp_path / "inventory")
     password = (ROOT / "molecule" / "default" / "files" / "vault-password").read_bytes().strip()
-    return preflight.check([str(inventory)], [("default", VaultSecret(password))],
-                           [str(inventory / "ansible_inventory.yml")])
+    return preflight.check([str(inventory)], [("default", VaultSecret(password))])
 
 
 def test_molecule_inventory_passes_address_and_variable_checks(tmp_path: Path) -> None:

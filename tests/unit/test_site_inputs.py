@@ -13,6 +13,7 @@ from mlops_provision import paths
 from mlops_provision.site import InventoryInvalid, Problem, load
 from mlops_provision.site.roles import plays
 from mlops_provision.site.rules import GROUP_SECRETS
+from tests.conftest import example_copy
 
 HOSTS = """\
 ---
@@ -158,3 +159,201 @@ def test_list_items_may_leave_optional_sub_options_out(tmp_path: Path) -> None:
     load(write(tmp_path / "ok", {"hosts.yml": HOSTS, "group_vars/all.yml": volume % ""}))
     found = problems(write(tmp_path / "bad", {"hosts.yml": HOSTS, "group_vars/all.yml": volume % ", fstype: btrfs"}))
     assert [p.key for p in found] == ["disk_encryption_volumes[0].fstype"], found
+
+
+# --------------------------------------------------------------------------- YAML's own types
+# A string option that YAML read as a boolean or a number: Ansible's validator converts it
+# silently (True -> "True", or back to "on" among choices; 12.10 -> "12.1"), the role's tasks
+# see the boolean or the number. validate judges the value as loaded and asks for quotes.
+
+def gpu_site(root: Path, gpu_vars: str, hosts: str = HOSTS) -> Path:
+    return write(root, {"hosts.yml": hosts, "group_vars/gpu_workers.yml": "---\n" + gpu_vars})
+
+
+@pytest.mark.parametrize(("word", "boolean"), [("on", "true"), ("off", "false"), ("yes", "true")])
+def test_unquoted_on_for_a_string_choice_is_a_boolean(tmp_path: Path, word: str, boolean: str) -> None:
+    (problem,) = problems(gpu_site(tmp_path, f"nvidia_driver_secure_boot: {word}\n"))
+    assert (Path(problem.file).name, problem.line, problem.key) == (
+        "gpu_workers.yml", 2, "nvidia_driver_secure_boot")
+    assert f"got the boolean {boolean}" in problem.expected
+    assert f"YAML reads an unquoted {word} as a boolean; quote it (\"{word}\")" in problem.expected
+    assert 'expected one of auto, "on", "off"' in problem.expected
+
+
+def test_quoted_on_is_the_string(tmp_path: Path) -> None:
+    found = problems(gpu_site(tmp_path, 'nvidia_driver_secure_boot: "on"\n'))
+    assert {p.key for p in found} == {"nvidia_driver_mok_key", "nvidia_driver_mok_cert",
+                                      "nvidia_driver_mok_password"}, found  # on's requirements
+
+
+def test_unquoted_version_is_a_number(tmp_path: Path) -> None:
+    found = problems(gpu_site(tmp_path, 'cuda_toolkits: [12.2, "12.10"]\ncuda_default: 12.10\n'))
+    toolkit = next(p for p in found if p.key == "cuda_toolkits[0]")
+    assert toolkit.line == 2 and 'quote it ("12.2")' in toolkit.expected
+    default = next(p for p in found if p.key == "cuda_default")
+    assert default.line == 3
+    assert ("expected a string, got the number 12.1: YAML reads an unquoted 12.10 as the number "
+            '12.1; quote it ("12.10")') in default.expected
+
+
+def test_strings_numbers_and_booleans_where_meant_are_fine(tmp_path: Path) -> None:
+    load(gpu_site(tmp_path, 'nvidia_driver_branch: 550\ncuda_toolkits: ["12.4"]\ncuda_default: "12.4"\n'
+                            "nvidia_driver_reboot: yes\nnvidia_driver_secure_boot: auto\n"))
+
+
+# --------------------------------------------------------------------------- one line, one problem
+
+def many_gpus(n: int) -> str:
+    return HOSTS.replace("        gpu2:\n          ansible_host: 192.0.2.22\n", "".join(
+        f"        gpu{i}:\n          ansible_host: 192.0.2.{20 + i}\n" for i in range(2, n + 1)))
+
+
+def test_one_group_vars_line_is_one_problem_on_50_hosts(tmp_path: Path) -> None:
+    """secure_boot "on" in group_vars/gpu_workers.yml asks each of 50 hosts for the MOK keys: one
+    problem per key, at the line that asks, the hosts counted (not 150 at the hosts' lines)."""
+    found = problems(gpu_site(tmp_path, 'nvidia_driver_secure_boot: "on"\n', many_gpus(50)))
+    assert [(Path(p.file).name, p.line) for p in found] == [("gpu_workers.yml", 2)] * 3, found
+    for problem in found:
+        assert problem.where == "group 'gpu_workers'"
+        assert problem.expected.endswith("(50 hosts: gpu1, gpu10, gpu11 and 47 more)"), problem
+
+
+def test_a_group_line_with_the_host_in_the_message_is_one_problem(tmp_path: Path) -> None:
+    """A message that names its host (a port clash "on host 'x'") is merged too."""
+    site = write(tmp_path, {"hosts.yml": many_gpus(50), "group_vars/gpu_workers.yml":
+                            "---\nkubernetes_cni_vxlan_port: 22\n"})  # sshd's port
+    clashes = [p for p in problems(site) if p.key == "kubernetes_cni_vxlan_port"]
+    assert len(clashes) == 1 and clashes[0].line == 2, clashes
+    assert "on host" not in clashes[0].expected and "(50 hosts:" in clashes[0].expected
+
+
+# --------------------------------------------------------------------------- warnings
+
+CPU = "    cpu_workers:\n      hosts:\n        cpu1:\n          ansible_host: 192.0.2.31\n"
+
+
+def warnings_of(site: Path, **kwargs) -> list[Problem]:
+    return load(site, **kwargs).warnings
+
+
+def test_role_variable_where_the_role_never_runs_is_a_warning(tmp_path: Path) -> None:
+    site = write(tmp_path, {"hosts.yml": HOSTS + CPU,
+                            "group_vars/cpu_workers.yml": '---\nnvidia_driver_branch: "550"\n',
+                            "host_vars/cpu1.yml": '---\ncuda_default: "12.4"\n'})
+    found = warnings_of(site)
+    assert [(Path(w.file).name, w.line, w.key) for w in found] == [
+        ("cpu_workers.yml", 2, "nvidia_driver_branch"), ("cpu1.yml", 2, "cuda_default")], found
+    assert found[0].expected == (
+        "a variable of role nvidia_driver, which no host of group 'cpu_workers' runs: it has no "
+        "effect there; the role runs on group gpu_workers: expected the setting in "
+        "group_vars/gpu_workers.yml, or removed")
+    assert "host 'cpu1' does not run" in found[1].expected
+    assert warnings_of(gpu_site(tmp_path / "gpu", 'nvidia_driver_branch: "550"\n'
+                                                  'cuda_toolkits: ["12.4"]\ncuda_default: "12.4"\n')) == []
+
+
+def test_host_in_gpu_and_cpu_workers_is_a_warning(tmp_path: Path) -> None:
+    site = write(tmp_path, {"hosts.yml": HOSTS + CPU + "        gpu2:\n"})
+    (warning,) = warnings_of(site)
+    assert (Path(warning.file).name, warning.line, warning.where, warning.key) == (
+        "hosts.yml", 10, "host 'gpu2'", "cpu_workers")
+    assert "is in gpu_workers and in cpu_workers: expected one of them" in warning.expected
+
+
+def test_ansible_variable_ansible_does_not_read_is_a_warning(tmp_path: Path) -> None:
+    hosts = HOSTS.replace("    ansible_user: admin\n", "    ansible_user: admin\n"
+                          "    ansible_ssh_comon_args: -v\n    ansible_ssh_extra_args: -v\n"
+                          "    ansible_python_interpreter: /usr/bin/python3\n"
+                          "    ansible_perl_interpreter: /usr/bin/perl\n    ansible_sudo_flags: -H\n"
+                          "    ansible_ssh_timeout: 30\n")
+    (warning,) = warnings_of(write(tmp_path, {"hosts.yml": hosts}))
+    assert (warning.key, warning.line) == ("ansible_ssh_comon_args", 5)
+    assert "Ansible reads no inventory variable 'ansible_ssh_comon_args' (did you mean " \
+           "'ansible_ssh_common_args'?)" in warning.expected
+
+
+def test_connection_password_in_clear_is_a_warning(tmp_path: Path) -> None:
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    site = write(tmp_path / "plain", {"hosts.yml": HOSTS, "group_vars/all.yml":
+                                      "---\nansible_become_password: Plain-sudo-pw\n"})
+    (warning,) = warnings_of(site)
+    assert (Path(warning.file).name, warning.line, warning.key) == ("all.yml", 2, "ansible_become_password")
+    assert warning.expected.startswith("is plain text: expected a vault-encrypted value")
+    assert "Plain-sudo-pw" not in str(warning) and "(2 hosts: gpu1, gpu2)" in warning.expected
+    text = VaultLib([("default", VaultSecret(b"pw-of-the-test"))]).encrypt(
+        "vault_become: Vaulted-sudo-pw\n").decode()
+    site = write(tmp_path / "vault", {"hosts.yml": HOSTS, "group_vars/all/main.yml":
+                                      '---\nansible_become_password: "{{ vault_become }}"\n',
+                                      "group_vars/all/vault.yml": text})
+    (tmp_path / "pw").write_text("pw-of-the-test\n")
+    assert warnings_of(site, vault_password_file=tmp_path / "pw") == []
+
+
+def test_strict_warnings_make_them_problems(tmp_path: Path) -> None:
+    site = write(tmp_path, {"hosts.yml": HOSTS + CPU + "        gpu2:\n"})
+    with pytest.raises(InventoryInvalid) as info:
+        load(site, strict_warnings=True)
+    assert [p.key for p in info.value.problems] == ["cpu_workers"] and info.value.warnings == []
+    # without --strict, an invalid site still carries its warnings
+    bad = write(tmp_path / "bad", {"hosts.yml": HOSTS + CPU + "        gpu2:\n",
+                                   "group_vars/all.yml": "---\nbase_apt_cache_valid_time: soon\n"})
+    with pytest.raises(InventoryInvalid) as info:
+        load(bad)
+    assert [p.key for p in info.value.problems] == ["base_apt_cache_valid_time"]
+    assert [w.key for w in info.value.warnings] == ["cpu_workers"]
+
+
+def test_the_example_site_has_no_warning() -> None:
+    example = paths.project_root() / "inventories" / "example"
+    assert load(example, vault_password_file=example / ".vault-password").warnings == []
+
+
+# --------------------------------------------------------------------------- published secrets
+
+EXAMPLE = paths.project_root() / "inventories" / "example"
+PUBLISHED = "this is the published example secret: generate your own"
+
+
+def test_a_copy_of_the_example_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    site = tmp_path / "copy"
+    shutil.copytree(EXAMPLE, site)
+    found = [p for p in problems_with(site, site / ".vault-password") if PUBLISHED in p.expected]
+    assert [(Path(p.file).name, p.key) for p in found] == [
+        (".vault-password", "--vault-password-file"),
+        ("vault.yml", "vault_kubernetes_control_plane_encryption_key"),
+        ("vault.yml", "vault_mlflow_admin_password"), ("vault.yml", "vault_mlflow_db_password")], found
+    assert all(p.line for p in found[1:])
+    assert "mlops-provision init makes a new site with fresh secrets" in found[0].expected
+    assert "example-only" not in " ".join(map(str, found)), "the secret itself is not shown"
+
+
+def test_example_secrets_under_another_password_or_name_are_refused(tmp_path: Path) -> None:
+    password = example_copy(tmp_path / "site", b"a-new-password-of-the-site", fresh=False)
+    found = problems_with(tmp_path / "site", password)
+    assert {p.key for p in found} == {"vault_kubernetes_control_plane_encryption_key",
+                                      "vault_mlflow_admin_password", "vault_mlflow_db_password"}, found
+    # the values are compared, not the names: an example secret inline, under another name
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    vaulted = VaultLib([("default", VaultSecret(b"a-new-password-of-the-site"))]).encrypt(
+        "example-db-password-change-me").decode().replace("\n", "\n      ")
+    hosts = tmp_path / "site" / "hosts.yml"
+    hosts.write_text(hosts.read_text().replace("    ansible_become: true\n", "    ansible_become: true\n"
+                                               f"    ansible_become_password: !vault |\n      {vaulted}\n"))
+    assert any(p.key == "ansible_become_password" and p.line == 26 and PUBLISHED in p.expected
+               for p in problems_with(tmp_path / "site", password))
+
+
+def test_fresh_secrets_and_the_example_itself_are_valid(tmp_path: Path) -> None:
+    password = example_copy(tmp_path / "site", b"a-new-password-of-the-site")
+    load(tmp_path / "site", vault_password_file=password)
+    load(EXAMPLE, vault_password_file=EXAMPLE / ".vault-password")
+
+
+def problems_with(site: Path, password: Path) -> list[Problem]:
+    with pytest.raises(InventoryInvalid) as info:
+        load(site, vault_password_file=password)
+    return info.value.problems

@@ -39,7 +39,9 @@ def _inventory() -> Site | None:
     if not path:
         return None
     strict = os.environ.get("MLOPS_INVENTORY_STRICT", "1") != "0"
-    return load(Path(path), vault_password_file=os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE"),
+    # every -i of the run, comma-separated as ANSIBLE_INVENTORY writes them
+    sources = [Path(p) for p in path.split(",") if p]
+    return load(sources, vault_password_file=os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE"),
                 strict=strict)
 
 
@@ -122,5 +124,7 @@ def peer_host(node: Node):
     others = [n for n in sorted(node.nodes) if n != node.name]
     if not inventory or not others:
         return None
-    return testinfra.get_host(f"ansible://{others[0]}", ansible_inventory=inventory,
+    # testinfra reads one -i; several sources come as ANSIBLE_INVENTORY, which verify sets
+    return testinfra.get_host(f"ansible://{others[0]}",
+                              ansible_inventory=inventory if "," not in inventory else None,
                               ssh_config=os.environ.get("MLOPS_SSH_CONFIG"))

@@ -5,8 +5,9 @@ Types and choices (an unknown source, a branch that is not a branch) are in the 
 resolved variables: :func:`problems` returns ``(key, expected)`` pairs. :func:`gpu_rules` is the
 adapter for the site model's host rules (``mlops_provision.site.rules.HOST_RULES``).
 
-The CUDA compatibility table is read from the cuda role (``roles/cuda/vars/main.yml``): one
-table for the role and for validate.
+The CUDA compatibility table is read from the cuda role (``roles/cuda/vars/main.yml``), and the
+branch Debian's archive carries per release from the nvidia_driver role
+(``roles/nvidia_driver/vars/main.yml``): one table each, for the role and for validate.
 """
 
 from __future__ import annotations
@@ -35,6 +36,48 @@ def compat_table(roles_dir: str | None = None) -> dict[str, str]:
     path = Path(roles_dir or _roles_dir()) / "cuda" / "vars" / "main.yml"
     data = yaml.safe_load(path.read_text()) or {}
     return {str(k): str(v) for k, v in (data.get("cuda_driver_max_cuda") or {}).items()}
+
+
+@lru_cache(maxsize=4)
+def debian_branches(roles_dir: str | None = None) -> dict[str, str]:
+    """Debian release -> the one driver branch its archive carries (the nvidia_driver role's
+    ``nvidia_driver_debian_branch``)."""
+    path = Path(roles_dir or _roles_dir()) / "nvidia_driver" / "vars" / "main.yml"
+    data = yaml.safe_load(path.read_text()) or {}
+    return {str(k): str(v) for k, v in (data.get("nvidia_driver_debian_branch") or {}).items()}
+
+
+@lru_cache(maxsize=4)
+def supported_releases(roles_dir: str | None = None) -> tuple[str, ...]:
+    """The Debian releases the nvidia_driver role supports (``meta/main.yml`` platforms)."""
+    path = Path(roles_dir or _roles_dir()) / "nvidia_driver" / "meta" / "main.yml"
+    data = yaml.safe_load(path.read_text()) or {}
+    platforms = (data.get("galaxy_info") or {}).get("platforms") or []
+    return tuple(str(v) for p in platforms if isinstance(p, dict) and p.get("name") == "Debian"
+                 for v in p.get("versions") or [])
+
+
+def debian_branch_problem(branch: str, release: str | None, roles_dir: str | None = None) -> str:
+    """Why ``nvidia_driver_source: debian`` cannot install ``branch`` ("" when it can). An
+    unknown ``release`` (validate reads no host) stands for the releases the role supports:
+    the branch must be one of theirs, and the message says which release was assumed."""
+    table = debian_branches(roles_dir)
+    releases = (release,) if release else supported_releases(roles_dir)
+    carried = {r: table[r] for r in releases if r in table}
+    if branch in carried.values():
+        return ""
+    if not carried:
+        return (f"Debian {' or '.join(releases) or '(no release)'} is not in the table of the "
+                "branches Debian's archive carries (nvidia_driver_debian_branch, "
+                "roles/nvidia_driver/vars/main.yml): expected nvidia_driver_source: nvidia")
+    ships = ", ".join(f"Debian {r} carries branch {b} only" for r, b in carried.items())
+    assumed = "" if release else (
+        f" (the release assumed: {' and '.join(carried)}, what role nvidia_driver supports, "
+        "roles/nvidia_driver/meta/main.yml)")
+    wanted = " or ".join(f'"{b}"' for b in dict.fromkeys(carried.values()))
+    return (f"branch {branch} is not in Debian's archive: {ships}{assumed}; expected "
+            f"nvidia_driver_branch {wanted} with nvidia_driver_source: debian, or "
+            f"nvidia_driver_source: nvidia for branch {branch} (NVIDIA's repository)")
 
 
 @lru_cache(maxsize=4)
@@ -70,6 +113,10 @@ def problems(values: Mapping[str, Any], roles: set[str], vaulted: set[str] = fro
 
     table = compat_table(roles_dir)
     branch = str(get("nvidia_driver_branch"))
+    if "nvidia_driver" in roles and get("nvidia_driver_source") == "debian" and not _templated(branch):
+        why = debian_branch_problem(branch, values.get("ansible_distribution_release"), roles_dir)
+        if why:
+            found.append(("nvidia_driver_branch", why))
     if "cuda" in roles and not _templated(get("cuda_toolkits")) and branch in table:
         toolkits = get("cuda_toolkits")
         toolkits = toolkits if isinstance(toolkits, list) else []
@@ -103,8 +150,19 @@ def problems(values: Mapping[str, Any], roles: set[str], vaulted: set[str] = fro
     return found
 
 
+#: For a key the inventory leaves at the role default: the keys that make the default wrong,
+#: where the problem is reported (one group_vars line, one problem, however many hosts).
+CAUSES: dict[str, tuple[str, ...]] = {
+    "nvidia_driver_branch": ("nvidia_driver_source",),
+    "cuda_toolkits": ("nvidia_driver_branch", "cuda_source", "cuda_default"),
+    "cuda_default": ("cuda_toolkits",),
+    "containerd_cdi": ("containerd_version",),
+    **dict.fromkeys(MOK_KEYS, ("nvidia_driver_secure_boot",)),
+}
+
+
 def gpu_rules(host) -> None:
     """Host rule for the site model: ``host`` is a ``site.hostview.HostView``."""
     vaulted = {key for key in MOK_KEYS if key in host.vars and host.source(key)[0] == "vault"}
     for key, expected in problems(host.vars, set(host.roles), vaulted):
-        host.problem(key, expected, at_host=key not in host.vars)
+        host.problem(key, expected, at_host=key not in host.vars, cause=CAUSES.get(key, ()))

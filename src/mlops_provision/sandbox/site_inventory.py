@@ -60,7 +60,9 @@ def ensure_vault_password(path: Path) -> Path:
 
 
 def group_secrets(inventory: Path, vault_password: Path, group: str) -> dict[str, VaultText]:
-    """The group's generated secrets, vault-encrypted; those of the current inventory are kept."""
+    """The group's generated secrets, vault-encrypted; those of the current inventory are kept.
+    Random, as the vault password is (:func:`ensure_vault_password`), never the example site's:
+    validate refuses those, as published (``site.rules.published_secrets_used``)."""
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     current: dict = {}

@@ -11,8 +11,9 @@ expected.
 
 Modules: ``yamlfile`` (safe YAML with lines, alias bound), ``layout`` (files, blocks, shape),
 ``vault``, ``roles`` (argument specs, site variables, the plays and their roles from the playbooks),
-``values`` (one value against a spec), ``check`` (names, types, required), ``resolve``
-(Ansible's answers), ``hostview`` + ``rules`` (cross-field rules), ``load``.
+``values`` (one value against a spec), ``check`` (names, types, required), ``ansiblevars``
+(the ``ansible_*`` variables Ansible reads), ``resolve`` (Ansible's answers), ``hostview`` +
+``rules`` (cross-field rules, and warnings), ``problems``, ``load``.
 """
 
 from mlops_provision.site.load import Site, load

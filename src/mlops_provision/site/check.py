@@ -7,6 +7,7 @@ from __future__ import annotations
 import keyword
 from typing import Any
 
+from mlops_provision.site import ansiblevars
 from mlops_provision.site.hostview import HostView
 from mlops_provision.site.layout import Block
 from mlops_provision.site.problems import Problems
@@ -19,7 +20,7 @@ from mlops_provision.site.values import (
     suggest,
     with_conventions,
 )
-from mlops_provision.site.yamlfile import VaultValue
+from mlops_provision.site.yamlfile import VaultValue, text_of
 
 
 def check_block(block: Block, specs: RoleSpecs, problems: Problems) -> None:
@@ -41,9 +42,16 @@ def check_block(block: Block, specs: RoleSpecs, problems: Problems) -> None:
                              "option (roles/*/meta/argument_specs.yml), a site variable, or a "
                              "name starting with ansible_ or vault_", line)
                 continue
+            if not ansiblevars.is_known(name):
+                problems.warn(block.file, block.where, name,
+                              f"Ansible reads no inventory variable '{name}'"
+                              f"{suggest(name, ansiblevars.known())}: it is ignored; expected a "
+                              "connection, become (sudo), shell or interpreter setting (their "
+                              "names: ansible-doc -t connection ssh, ansible-doc -t become sudo)",
+                              line)
         spec = with_conventions(name, found[1] if found else None)
         hide = is_secret_name(name) or block.vault_file
-        for suffix, msg in check(value, spec, hide):
+        for suffix, msg in check(value, spec, hide, text=text_of(block.vars, name)):
             problems.add(block.file, block.where, name + suffix, msg, line)
 
 
@@ -92,20 +100,3 @@ def check_required(host: HostView, all_run: set[str]) -> None:
                     host.problem(var, f"required by role '{role}': expected "
                                       f"{describe(required[var])}, set in the inventory, "
                                       "group_vars or host_vars", at_host=True)
-
-
-#: The connections that reach a host at an address (ansible_host); any other (local, podman,
-#: docker...) names the host by itself.
-ADDRESS_CONNECTIONS = ("ssh", "paramiko", "smart", "ansible.builtin.ssh",
-                       "ansible.builtin.paramiko_ssh", "paramiko_ssh")
-
-
-def check_address(host: HostView) -> None:
-    connection = host.vars.get("ansible_connection", "ssh")
-    if isinstance(connection, str) and connection not in ADDRESS_CONNECTIONS \
-            and not is_template(connection):
-        return
-    if "ansible_host" not in host.vars:
-        host.problem("ansible_host", "the host has no address: expected ansible_host (an IP "
-                                     "address or DNS name to reach it over SSH), or "
-                                     "ansible_connection: local", at_host=True)

@@ -45,13 +45,36 @@ class HostView:
         same = [b for b in with_key if plain(b.vars[key]) == self.vars.get(key)]
         return (same or with_key or [None])[-1]
 
-    def problem(self, key: str, expected: str, at_host: bool = False) -> None:
-        """Report ``key``: where its effective value is written, or at the host's entry."""
-        block = None if at_host else self.block(key)
+    def problem(self, key: str, expected: str, at_host: bool = False,
+                cause: tuple[str, ...] = ()) -> None:
+        """Report ``key``: where its effective value is written, or at the host's entry. A key
+        the inventory does not set whose value (a role default) is wrong because of other keys
+        (``cause``) is reported where the first of those that the inventory sets is written:
+        one group_vars line, one problem, however many hosts it reaches."""
+        self._report(self.problems.add, key, expected, at_host, cause)
+
+    def warn(self, key: str, expected: str, at_host: bool = False,
+             cause: tuple[str, ...] = ()) -> None:
+        """As :meth:`problem`, a warning: reported, the site stays valid."""
+        self._report(self.problems.warn, key, expected, at_host, cause)
+
+    def _report(self, add: Any, key: str, expected: str, at_host: bool,
+                cause: tuple[str, ...]) -> None:
+        block, line = None, self.line
+        if not at_host:
+            block = self.block(key)
+            if block is not None:
+                line = block.line(key)
+        if at_host or block is None:
+            for other in cause:
+                block = self.block(other)
+                if block is not None:
+                    line = block.line(other)
+                    break
         if block is None:
-            self.problems.add(self.inventory, f"host '{self.name}'", key, expected, self.line)
+            add(self.inventory, f"host '{self.name}'", key, expected, self.line)
         else:
-            self.problems.add(block.file, block.where, key, expected, block.line(key))
+            add(block.file, block.where, key, expected, line, host=self.name)
 
     def source(self, key: str, seen: tuple[str, ...] = ()) -> tuple[str, Any, Block | None]:
         """How ``key`` is set, and the block that sets it: ("vault", plaintext), ("plain",
@@ -80,7 +103,8 @@ class HostView:
         if block is None:
             self.problem(key, expected, at_host=True)
         else:
-            self.problems.add(block.file, block.where, key, expected, block.line(key))
+            self.problems.add(block.file, block.where, key, expected, block.line(key),
+                              host=self.name)
 
 
 def host_blocks(layout: Layout, host: str, group_order: list[str]) -> list[Block]:

@@ -42,10 +42,15 @@ class Block:
 class Layout:
     """The files and blocks of a site, and the line of each host."""
 
-    inventory: Path
+    inventory: Path  # the first inventory file (the site's name in messages and records)
     site_dir: Path
+    sources: list[Path] = field(default_factory=list)  # as given: files and directories
+    files: list[Path] = field(default_factory=list)  # the inventory files read (line index)
     blocks: list[Block] = field(default_factory=list)
     host_lines: dict[str, int | None] = field(default_factory=dict)
+    host_files: dict[str, Path] = field(default_factory=dict)
+    #: files of a source directory that no inventory plugin reads (Ansible skips them, warning)
+    unparsed: list[Path] = field(default_factory=list)
     children: dict[str, set[str]] = field(default_factory=dict)  # group -> child groups
     #: structure so broken that Ansible cannot be asked about the site
     fatal: bool = False
@@ -54,19 +59,46 @@ class Layout:
         return [b for b in self.blocks if b.owner == (kind, name)]
 
 
-def find_inventory(path: Path, problems: Problems) -> Path | None:
-    if path.is_dir():
-        for name in ("hosts.yml", "hosts.yaml"):
-            if (path / name).is_file():
-                return path / name
-        problems.add(path, "inventory", "hosts.yml",
-                     "expected a YAML inventory file, or a directory holding hosts.yml")
+def inventory_sources(given: list[Path], problems: Problems) -> list[Path] | None:
+    """The inventory sources as given (``-i``, repeatable, or ``ANSIBLE_INVENTORY``): files or
+    directories, each as Ansible reads it. None (problems recorded) when one is missing."""
+    if not given:
+        problems.add(Path("."), "inventory", "-i", "no inventory given: expected -i FILE or DIR "
+                                                   "(repeatable), or ANSIBLE_INVENTORY")
         return None
-    if not path.is_file():
-        problems.add(path, "inventory", "(file)", "no such file: expected a YAML inventory "
-                                                  "file, or a directory holding hosts.yml")
-        return None
-    return path
+    missing = [p for p in given if not p.exists()]
+    for path in missing:
+        problems.add(path, "inventory", "(file)", "no such file or directory: expected an "
+                                                  "inventory file (YAML or INI) or a directory "
+                                                  "of them")
+    return None if missing else list(given)
+
+
+def source_files(sources: list[Path]) -> list[Path]:
+    """The files Ansible parses for these sources: a directory stands for every entry in it, in
+    sorted order and recursively, less what Ansible's InventoryManager skips (hidden files,
+    group_vars/, host_vars/, and its ignored extensions and patterns)."""
+    from ansible.inventory.manager import IGNORED
+
+    out: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            entries = sorted(os.listdir(source))
+            out += source_files([source / e for e in entries if not IGNORED.search(e.encode())])
+        elif source.is_file():
+            out.append(source)
+    return out
+
+
+def _base_dirs(sources: list[Path]) -> list[Path]:
+    """Where Ansible looks for group_vars/ and host_vars/: beside each source (in a source
+    directory, inside it), once per directory, in the order of the sources."""
+    dirs: list[Path] = []
+    for source in sources:
+        base = source if source.is_dir() else source.parent
+        if base.resolve() not in [d.resolve() for d in dirs]:
+            dirs.append(base)
+    return dirs
 
 
 def site_groups() -> list[str]:
@@ -120,11 +152,61 @@ class _Reader:
 
     # -- the inventory file
 
-    def inventory(self) -> None:
-        ok, data, _ = self.read(self.inv, "inventory")
+    def inventory(self, file: Path, listed: bool = False) -> None:
+        """One inventory file: YAML (the yaml plugin's extensions, or a file that reads as a
+        mapping) or INI (what Ansible's ini plugin reads). A file of an inventory plugin
+        (``plugin:``) or a script is Ansible's alone: its hosts come from Ansible, unindexed.
+        ``listed``: found in a source directory, where Ansible skips (with a warning) a file that
+        no inventory plugin reads, such as a playbook."""
+        self.inv = file
+        if os.access(file, os.X_OK) and file.suffix not in (".yml", ".yaml", ".json", ".ini"):
+            return  # an inventory script: Ansible runs it
+        if file.suffix not in (".yml", ".yaml", ".json"):
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                text = ""
+            try:
+                data, _ = yamlfile.parse(text)
+            except yamlfile.YamlError:
+                data = None
+            if not isinstance(data, dict) or file.suffix == ".ini":
+                self.ini(file, text)
+                return
+        elif listed:
+            try:
+                data, _ = yamlfile.parse(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yamlfile.YamlError):
+                data = None
+            if isinstance(data, list | str | int | float):  # a playbook, a note: not an inventory
+                self.problems.add(file, "inventory", "(top level)",
+                                  f"not an inventory ({type_name(data)}), yet in the "
+                                  f"inventory directory {file.parent}: Ansible would skip it with "
+                                  "a warning; expected a mapping with the single key 'all' (an "
+                                  "inventory) or INI: move other files out, or rename them with "
+                                  "a leading '.' or a .md/.txt extension")
+                self.layout.unparsed.append(file)
+                return
+        ok, data, _ = self.read(file, "inventory")
         if not ok:
             self.layout.fatal = True
             return
+        if isinstance(data, dict) and "plugin" in data and "all" not in data:
+            return  # an inventory plugin's configuration: Ansible reads it
+        self.top(data)
+
+    def ini(self, file: Path, text: str) -> None:
+        from mlops_provision.site import inifile
+
+        try:
+            data = inifile.parse(text)
+        except yamlfile.YamlError as exc:
+            self.problems.add(file, "inventory", "(syntax)", str(exc), exc.line)
+            self.layout.fatal = True
+            return
+        self.top(data)
+
+    def top(self, data: Any) -> None:
         if data is None:
             self.problems.add(self.inv, "inventory", "all", "the inventory is empty: expected a "
                                                             "mapping with the single key 'all'")
@@ -236,12 +318,14 @@ class _Reader:
                                                         f"{got(hvars, False)}", line)
             self.layout.fatal = True
         for n in names:
-            self.layout.host_lines.setdefault(n, line)
+            if n not in self.layout.host_lines:
+                self.layout.host_lines[n] = line
+                self.layout.host_files[n] = self.inv
 
     # -- group_vars/ and host_vars/
 
-    def vars_files(self, dirname: str, kind: str) -> None:
-        base = self.layout.site_dir / dirname
+    def vars_files(self, site_dir: Path, dirname: str, kind: str) -> None:
+        base = site_dir / dirname
         if not base.is_dir():
             return
         names: dict[str, list[Path]] = {}
@@ -284,13 +368,20 @@ class _Reader:
                 self.layout.blocks.append(Block(f, where, data, vault_file, (kind, name), False))
 
 
-def read_layout(inventory: Path, vault: Vault, problems: Problems, strict: bool) -> Layout:
-    layout = Layout(inventory, inventory.parent)
+def read_layout(sources: list[Path], vault: Vault, problems: Problems, strict: bool) -> Layout:
+    files = source_files(sources)
+    first = files[0] if files else sources[0]
+    bases = _base_dirs(sources)
+    layout = Layout(first, bases[0], sources=list(sources), files=files)
     reader = _Reader(layout, vault, problems, strict)
-    reader.inventory()
+    for file in files:
+        reader.inventory(file, listed=file not in sources)
+    reader.inv = first
     _check_cycles(layout, problems)
-    reader.vars_files("group_vars", "group")
-    reader.vars_files("host_vars", "host")
+    for base in bases:
+        reader.vars_files(base, "group_vars", "group")
+    for base in bases:
+        reader.vars_files(base, "host_vars", "host")
     return layout
 
 

@@ -22,13 +22,13 @@ def _init_plugins() -> None:
 
 
 class AnsibleSite:
-    """Ansible's own view of one inventory source.
+    """Ansible's own view of a site's inventory sources (every ``-i``).
 
     Host matching is thread safe: ``matching`` narrows the shared ``InventoryManager`` for a
     moment (``subset``), so it and every other host listing hold ``_hosts_lock`` (drift resolves
     ``--limit`` in two threads at once: the check run and the checks)."""
 
-    def __init__(self, inventory: Path, vault_secrets: list, decrypt: Any = None):
+    def __init__(self, inventory: Path | list[Path], vault_secrets: list, decrypt: Any = None):
         _init_plugins()
         from ansible.parsing.vault import VaultSecretsContext
 
@@ -41,7 +41,8 @@ class AnsibleSite:
 
         self.loader = DataLoader()
         self.loader.set_vault_secrets(vault_secrets)
-        self.inventory = InventoryManager(loader=self.loader, sources=[str(inventory)])
+        sources = inventory if isinstance(inventory, list) else [inventory]
+        self.inventory = InventoryManager(loader=self.loader, sources=[str(s) for s in sources])
         self.variables = VariableManager(loader=self.loader, inventory=self.inventory)
         self._hosts_lock = threading.RLock()
 

@@ -2,9 +2,9 @@
 every ``up``) runs them before any host is contacted; the roles rely on them.
 
 A host rule takes a :class:`~mlops_provision.site.hostview.HostView` (the host's variables as
-Ansible resolved them, the roles it runs) and reports problems through ``host.problem``. A site
-rule takes every host. To add a rule, write the function and append it to :data:`HOST_RULES`
-or :data:`SITE_RULES`.
+Ansible resolved them, the roles it runs) and reports problems through ``host.problem``, or
+warnings (reported, the site stays valid) through ``host.warn``. A site rule takes every host.
+To add a rule, write the function and append it to :data:`HOST_RULES` or :data:`SITE_RULES`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import os
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -22,8 +23,10 @@ import yaml
 
 from mlops_provision import paths
 from mlops_provision.gpu.rules import gpu_rules
+from mlops_provision.site import ansiblevars, yamlfile
 from mlops_provision.site.hostview import HostView
 from mlops_provision.site.kubeadm import upgrade_problem, version_of
+from mlops_provision.site.problems import Problems
 from mlops_provision.site.roles import role_groups
 from mlops_provision.site.values import is_ip, is_template, normal_address
 
@@ -52,6 +55,21 @@ SHARED_PORTS: tuple[frozenset[str], ...] = (frozenset({"os_hardening_ssh_port", 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _where() -> tuple[Any, Any, str | None]:
+    """What the project's directories depend on (a cache key)."""
+    return paths.roles_dir, paths.project_root, os.environ.get("MLOPS_PROVISION_HOME")
+
+
+@lru_cache(maxsize=8)
+def _roles_dir_of(where: tuple[Any, Any, str | None]) -> str:
+    return str(where[0]())
+
+
+def _roles_dir() -> str:
+    """``paths.roles_dir()``, found once (per project): rules run per host."""
+    return _roles_dir_of(_where())
 
 
 def tang_settings(host: HostView) -> None:
@@ -122,7 +140,7 @@ def protected_modules(host: HostView) -> None:
     listed = host.value("os_hardening_blacklisted_modules", [])
     if not isinstance(listed, list):
         return
-    pattern = re.compile(protected_modules_regex(str(paths.roles_dir())))
+    pattern = re.compile(protected_modules_regex(_roles_dir()))
     needed = [m for m in listed if isinstance(m, str) and not is_template(m) and pattern.match(m)]
     if needed:
         host.problem("os_hardening_blacklisted_modules",
@@ -187,13 +205,14 @@ def unique_addresses(hosts: list[HostView]) -> None:
 @lru_cache(maxsize=4)
 def kubernetes_node_vars(roles_dir: str) -> dict:
     """The kubernetes_node role's ``vars/main.yml``: ``kubernetes_node_modules``,
-    ``kubernetes_node_sysctl``, ``kubernetes_node_max_minor_skew``."""
+    ``kubernetes_node_sysctl``, ``kubernetes_node_max_minor_skew``,
+    ``kubernetes_node_min_version``."""
     return yaml.safe_load((Path(roles_dir) / "kubernetes_node" / "vars" / "main.yml")
                           .read_text()) or {}
 
 
 def _kubernetes_node_var(name: str) -> Any:
-    return kubernetes_node_vars(str(paths.roles_dir()))[name]
+    return kubernetes_node_vars(_roles_dir())[name]
 
 
 def _cluster(hosts: list[HostView]) -> list[HostView]:
@@ -234,9 +253,23 @@ def kubernetes_topology(hosts: list[HostView]) -> None:
                                   "kubernetes_api_endpoint") is None)
 
 
+CLUSTER_NETWORKS = ("kubernetes_pod_cidr", "kubernetes_service_cidr")
+
+
+def node_address(host: HostView) -> tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+    """The variable holding the address kubeadm gives the node, and the address: the roles take
+    mlops_node_address, else the node's own (ansible_host here, when an IP address)."""
+    for var in ("mlops_node_address", "ansible_host"):
+        value = host.vars.get(var)
+        if isinstance(value, str) and is_ip(value):
+            return var, ipaddress.ip_address(value)
+    return None
+
+
 def kubernetes_networks(hosts: list[HostView]) -> None:
     """The pod and service networks are CIDRs that overlap neither each other nor the nodes'
-    addresses (ansible_host, mlops_node_address)."""
+    addresses (ansible_host, mlops_node_address), of one address family, the nodes' (kubeadm
+    runs a single-stack cluster: it cannot mix IPv4 and IPv6)."""
     cluster = _cluster(hosts)
     if not cluster:
         return
@@ -247,9 +280,12 @@ def kubernetes_networks(hosts: list[HostView]) -> None:
             if isinstance(value, str) and is_ip(value) and not ipaddress.ip_address(value).is_loopback:
                 nodes.append((host.name, var, ipaddress.ip_address(value)))
     reported: set[tuple[str, str]] = set()
+    clashes: dict[tuple[str, str], list[str]] = {}  # one look at the nodes per network
+    # (key, network) -> the cluster hosts whose node address is of the other family
+    mixed: dict[tuple[str, str], list[tuple[HostView, str, Any]]] = {}
     for host in cluster:
         nets = {}
-        for key in ("kubernetes_pod_cidr", "kubernetes_service_cidr"):
+        for key in CLUSTER_NETWORKS:
             value = host.value(key)
             if not isinstance(value, str) or is_template(value):
                 continue
@@ -257,30 +293,107 @@ def kubernetes_networks(hosts: list[HostView]) -> None:
                 nets[key] = ipaddress.ip_network(value, strict=True)
             except ValueError:
                 continue  # not a CIDR: reported by the type check (values.with_conventions)
-            clash = [f"{n}'s {v} {a}" for n, v, a in nodes if a in nets[key]]
-            if clash and (key, str(value)) not in reported:
-                reported.add((key, str(value)))
+            ident = (key, str(value))
+            if ident not in clashes:
+                clashes[ident] = [f"{n}'s {v} {a}" for n, v, a in nodes if a in nets[key]]
+            clash = clashes[ident]
+            if clash and ident not in reported:
+                reported.add(ident)
                 host.problem(key, f"{value} contains {', '.join(clash[:3])}: expected a network "
                                   "apart from the nodes' addresses")
         pod, svc = nets.get("kubernetes_pod_cidr"), nets.get("kubernetes_service_cidr")
-        if pod and svc and pod.version == svc.version and pod.overlaps(svc) \
-                and ("overlap", str(pod)) not in reported:
+        if pod and svc and pod.version != svc.version:
+            if ("families", f"{pod} {svc}") not in reported:
+                reported.add(("families", f"{pod} {svc}"))
+                host.problem("kubernetes_service_cidr",
+                             f"{svc} is IPv{svc.version} and kubernetes_pod_cidr {pod} is "
+                             f"IPv{pod.version}: expected both networks of one address family "
+                             "(kubeadm cannot mix IPv4 and IPv6 here)")
+            continue
+        if pod and svc and pod.overlaps(svc) and ("overlap", str(pod)) not in reported:
             reported.add(("overlap", str(pod)))
             host.problem("kubernetes_service_cidr", f"{svc} overlaps kubernetes_pod_cidr {pod}: "
                                                     "expected two separate networks")
+        node = node_address(host)
+        for key, net in nets.items():
+            if node is not None and node[1].version != net.version:
+                mixed.setdefault((key, str(net)), []).append((host, *node))
+    _mixed_families(mixed)
+
+
+def _mixed_families(mixed: dict[tuple[str, str], list[tuple[HostView, str, Any]]]) -> None:
+    """Report node addresses of one family with cluster networks of the other: at the network's
+    line where the inventory sets it (once, however many nodes), else at the first node's
+    address, naming the role default."""
+    defaults: dict[int, list[str]] = {}
+    firsts: dict[int, list[tuple[HostView, str, Any]]] = {}
+    for (key, net), found in mixed.items():
+        host, var, address = found[0]
+        family = f"IPv{address.version}"
+        nodes = ", ".join(f"{h.name}'s {v} {a}" for h, v, a in found[:3])
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        fix = (f"expected kubernetes_pod_cidr and kubernetes_service_cidr of the nodes' family "
+               f"({family}), or {'IPv4' if family == 'IPv6' else 'IPv6'} node addresses: kubeadm "
+               "cannot mix IPv4 and IPv6 here")
+        if host.block(key) is not None:
+            host.problem(key, f"{net} is IPv{ipaddress.ip_network(net).version}, but the nodes' "
+                              f"addresses are {family} ({nodes}{more}): {fix}")
+        else:
+            defaults.setdefault(id(host), []).append(f"{key} {net}")
+            firsts.setdefault(id(host), found)
+    for ident, networks in defaults.items():
+        found = firsts[ident]
+        host, var, address = found[0]
+        nodes = ", ".join(f"{h.name}'s {v} {a}" for h, v, a in found[:3])
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        other = "IPv4" if address.version == 6 else "IPv6"
+        verb = "are role mlops defaults" if len(networks) > 1 else "is role mlops' default"
+        host.problem(var, f"the nodes' addresses are IPv{address.version} ({nodes}{more}), but "
+                          f"{' and '.join(networks)} {verb}, {other}: expected "
+                          f"kubernetes_pod_cidr and kubernetes_service_cidr set to "
+                          f"IPv{address.version} networks, or {other} node addresses: kubeadm cannot "
+                          "mix IPv4 and IPv6 here")
+
+
+def kubernetes_min_version() -> tuple[int, int, int]:
+    """The oldest kubernetes_version the roles install (``kubernetes_node_min_version``)."""
+    found = kubernetes_version_of(str(_kubernetes_node_var("kubernetes_node_min_version")))
+    if found is None:
+        raise ValueError("kubernetes_node_min_version in roles/kubernetes_node/vars/main.yml is "
+                         "not MAJOR.MINOR.PATCH")
+    return found
 
 
 def kubernetes_versions(host: HostView) -> None:
-    """One pinned MAJOR.MINOR.PATCH; from the declared current version, an upgrade kubeadm can do."""
+    """One pinned MAJOR.MINOR.PATCH, without a leading v (the roles write it: kubeadm's
+    ``v{{ kubernetes_version }}``, pkgs.k8s.io's ``/v1.33/``), no older than what the kubeadm
+    configuration supports; from the declared current version, an upgrade kubeadm can do."""
     if "kubernetes_node" not in host.roles:
         return
     target_text = host.value("kubernetes_version")
-    if target_text is None or is_template(target_text):
-        return
+    if target_text is None or is_template(target_text) or isinstance(target_text, bool | float):
+        return  # a boolean or a number: the type check asks for quotes
+    target_text = str(target_text)
     target = kubernetes_version_of(target_text)
     if target is None:
         host.problem("kubernetes_version", f"'{target_text}' is not a pinned version: expected "
                                            "MAJOR.MINOR.PATCH, e.g. 1.33.1")
+        return
+    if target_text.startswith("v"):
+        host.problem("kubernetes_version", f"'{target_text}' starts with v: expected "
+                                           f"MAJOR.MINOR.PATCH without it ({target_text[1:]}); the "
+                                           "roles add the v where kubeadm and the package "
+                                           "repository want one")
+        return
+    oldest = kubernetes_min_version()
+    if target < oldest:
+        shown = ".".join(map(str, oldest))
+        host.problem("kubernetes_version", f"{target_text} is older than {shown}, the oldest "
+                                           "Kubernetes the roles install (the kubeadm "
+                                           "configuration is kubeadm.k8s.io/v1beta4; "
+                                           "kubernetes_node_min_version in "
+                                           f"roles/kubernetes_node/vars/main.yml): expected "
+                                           f"{shown} or newer")
         return
     current_text = host.value("kubernetes_current_version", "")
     if not current_text or is_template(current_text):
@@ -336,12 +449,203 @@ def kubernetes_encryption_key(host: HostView) -> None:
             host.problem_in(block, key, f"does not decode to 32 bytes: {expected}")
 
 
+# --------------------------------------------------------------------------- published secrets
+# inventories/example is published with the project, its vault password and the secrets in its
+# vault files with it: a site that uses any of them has secrets everyone knows.
+
+#: The example site, relative to the project root.
+EXAMPLE_SITE = Path("inventories") / "example"
+PUBLISHED = ("this is the published example secret: generate your own (mlops-provision init "
+             "makes a new site with fresh secrets)")
+#: Shorter values are not compared (a published secret is long; a short value may be anyone's).
+MIN_PUBLISHED_LENGTH = 8
+
+
+@lru_cache(maxsize=8)
+def _example_dir_of(where: tuple[Any, Any, str | None]) -> Path:
+    return (where[1]() / EXAMPLE_SITE).resolve()
+
+
+def example_dir() -> Path:
+    return _example_dir_of(_where())
+
+
+@lru_cache(maxsize=4)
+def published_secrets(example: Path) -> frozenset[str]:
+    """The example site's vault password and every plaintext of its vault files and ``!vault``
+    values, decrypted once with Ansible's VaultLib."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    password_files = sorted(p for p in example.glob("*vault-password") if p.is_file())
+    if not password_files:
+        return frozenset()
+    password = password_files[0].read_bytes().strip()
+    lib = VaultLib([("default", VaultSecret(password))])
+    found = {password.decode("utf-8", "replace")}
+
+    def decrypt(text: str) -> str | None:
+        try:
+            return lib.decrypt(text.strip()).decode("utf-8")
+        except Exception:  # another password: not the example's secret
+            return None
+
+    for file in sorted(example.rglob("*.y*ml")):
+        raw = file.read_bytes()
+        whole = yamlfile.is_vault_file(raw)
+        text = decrypt(raw.decode("ascii", "replace")) if whole else raw.decode("utf-8", "replace")
+        try:
+            data, _ = yamlfile.parse(text or "")
+        except yamlfile.YamlError:
+            continue
+        for value in _strings(data, whole, decrypt):
+            found.add(value)
+    return frozenset(v for v in found if len(v) >= MIN_PUBLISHED_LENGTH and not is_template(v))
+
+
+def _strings(value: Any, whole: bool, decrypt: Callable[[str], str | None]):
+    """The secret strings in ``value``: ``!vault`` plaintexts, and every string of a vault file
+    (``whole``)."""
+    if isinstance(value, yamlfile.VaultValue):
+        plaintext = value.plaintext if value.plaintext is not None else decrypt(value.ciphertext)
+        if plaintext:
+            yield plaintext
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v, whole, decrypt)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v, whole, decrypt)
+    elif isinstance(value, str) and whole:
+        yield value
+
+
+def _is_example(directories: set[Path]) -> bool:
+    """Whether the site is the example itself (its own secrets are the published ones)."""
+    return bool(directories) and all(d.resolve() == example_dir() for d in directories)
+
+
+def published_secrets_used(hosts: list[HostView]) -> None:
+    """No value of the site (in a vault file, a ``!vault`` value or in clear) is a secret of the
+    published example site. The values are compared, whatever the variables are named."""
+    if not hosts or _is_example({h.inventory.parent for h in hosts}):
+        return
+    published = published_secrets(example_dir())
+    if not published:
+        return
+    seen: set[int] = set()
+    for host in hosts:
+        for block in host.blocks:
+            if id(block) in seen:
+                continue
+            seen.add(id(block))
+            for key, value in block.vars.items():
+                if any(v in published for v in _strings(value, True, lambda _: None)):
+                    host.problems.add(block.file, block.where, key, PUBLISHED, block.line(key))
+
+
+def published_vault_password(password: bytes | None, file: object, site_dir: Path,
+                             problems: Problems) -> None:
+    """The site's vault password is not the example's. (A site rule sees hosts; the password is
+    the loader's, so ``load`` calls this beside the site rules.)"""
+    if not password or _is_example({site_dir}):
+        return
+    if password.decode("utf-8", "replace") in published_secrets(example_dir()):
+        problems.add(file, "vault password", "--vault-password-file",
+                     f"the vault password of {EXAMPLE_SITE}: {PUBLISHED}")
+
+
+# --------------------------------------------------------------------------- warnings
+# Reported, but the site stays valid (``load(..., strict_warnings=True)`` makes them problems).
+
+
+def _owners(specs: Any) -> dict[str, set[str]]:
+    """Variable -> the roles that own it: they declare it in their argument specs, and its name
+    starts with the role's (``nvidia_driver_branch``: nvidia_driver). Site-wide variables that a
+    role only declares for others (role mlops: kubernetes_version) have no owner here."""
+    owners: dict[str, set[str]] = {}
+    for role, entries in specs.entry_points.items():
+        for options in entries.values():
+            for name in options:
+                if name.startswith(role + "_"):
+                    owners.setdefault(name, set()).add(role)
+    return owners
+
+
+def role_variables_where_the_role_never_runs(hosts: list[HostView]) -> None:
+    """Warn about a role's variable set on a group or host none of whose hosts runs the role:
+    it has no effect there (usually it belongs to another group)."""
+    if not hosts:
+        return
+    owners = _owners(hosts[0].specs)
+    members: dict[int, tuple[Any, list[HostView]]] = {}
+    for host in hosts:
+        for block in host.blocks:
+            members.setdefault(id(block), (block, []))[1].append(host)
+    for block, its_hosts in members.values():
+        for key in block.vars:
+            roles = owners.get(key) if isinstance(key, str) else None
+            if not roles or any(r in h.roles for h in its_hosts for r in roles):
+                continue
+            role = sorted(roles)[0]
+            groups = role_groups(role)
+            who = (f"no host of {block.where} runs" if block.where.startswith("group ")
+                   else f"{block.where} does not run")
+            place = (f"the role runs on group {', '.join(groups)}: expected the setting in "
+                     f"group_vars/{groups[0]}.yml, or removed" if groups else "no play runs it")
+            hosts[0].problems.warn(block.file, block.where, key,
+                                   f"a variable of role {role}, which {who}: it has no effect "
+                                   f"there; {place}", block.line(key))
+
+
+@lru_cache(maxsize=8)
+def _worker_groups_of(where: tuple[Any, Any, str | None]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    gpu = role_groups("nvidia_driver")
+    return gpu, tuple(g for g in role_groups("kubernetes_worker") if g not in gpu)
+
+
+def worker_groups() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(GPU worker groups, CPU worker groups), as the playbooks name them: the groups whose hosts
+    run nvidia_driver, and the other groups whose hosts run kubernetes_worker."""
+    return _worker_groups_of(_where())
+
+
+def gpu_and_cpu_worker(host: HostView) -> None:
+    """Warn about a host in a GPU worker group and a CPU worker group at once."""
+    gpu, cpu = worker_groups()
+    in_gpu = [g for g in gpu if g in host.groups]
+    in_cpu = [g for g in cpu if g in host.groups]
+    if in_gpu and in_cpu:
+        host.warn(in_cpu[0], f"host '{host.name}' is in {in_gpu[0]} and in {in_cpu[0]}: expected "
+                             f"one of them ({in_gpu[0]} for a node with NVIDIA GPUs, {in_cpu[0]} for "
+                             "one without)", at_host=True)
+
+
+def plain_connection_passwords(host: HostView) -> None:
+    """Warn about an SSH or sudo password written in clear (not vault-encrypted)."""
+    for key in ansiblevars.PASSWORD_VARS:
+        if key not in host.vars:
+            continue
+        kind, value, block = host.source(key)
+        if kind != "plain" or value in ("", None):
+            continue
+        expected = (f"is plain text: expected a vault-encrypted value (`ansible-vault "
+                    f"encrypt_string --name {key}`, or a variable of a vault-encrypted file), "
+                    "or no password at all (SSH keys, sudo without a password)")
+        if block is None:
+            host.warn(key, expected, at_host=True)
+        else:
+            host.problems.warn(block.file, block.where, key, expected, block.line(key),
+                               host=host.name)
+
+
 #: Rules run for each host, in order.
 HOST_RULES: list[Callable[[HostView], None]] = [
     tang_settings, group_secrets, protected_modules, port_clashes, gpu_rules,
     kubernetes_versions, kubernetes_kernel, kubernetes_encryption_key,
+    gpu_and_cpu_worker, plain_connection_passwords,
 ]
 #: Rules run once over all hosts.
 SITE_RULES: list[Callable[[list[HostView]], None]] = [
-    unique_addresses, kubernetes_topology, kubernetes_networks,
+    unique_addresses, kubernetes_topology, kubernetes_networks, published_secrets_used,
+    role_variables_where_the_role_never_runs,
 ]

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mlops_provision.secrets import is_secret_name
-from mlops_provision.site.yamlfile import VaultValue
+from mlops_provision.site.yamlfile import VaultValue, text_of
 
 __all__ = ["is_secret_name"]
 
@@ -87,6 +87,8 @@ def type_name(value: Any) -> str:
         return "vault-encrypted str"
     if isinstance(value, dict):
         return "mapping"
+    if isinstance(value, list):
+        return "list"
     return type(value).__name__
 
 
@@ -222,9 +224,60 @@ def ansible_accepts(value: Any, spec: dict[str, Any]) -> tuple[bool, Any, str]:
     return True, result.validated_parameters.get("value", value), ""
 
 
-def check(value: Any, spec: dict[str, Any], hide: bool, path: str = "") -> list[tuple[str, str]]:
+def yaml_surprise(value: Any, spec: dict[str, Any], text: str | None, hide: bool) -> str | None:
+    """Why ``value`` is not what was meant for a string option (``type: str`` or ``path``):
+    YAML read an unquoted word as a boolean (``on``, ``yes``, ``off``) or a number (``12.10``
+    is 12.1); None when it did not. Judged on the value as loaded: Ansible's validator turns
+    True into "True" (or, with choices, back into "on") and 12.10 into "12.1" without a word,
+    and the role then sees the boolean or the number."""
+    if (spec.get("type") or "str") not in ("str", "path"):
+        return None
+    choices = spec.get("choices")
+    want = (f"expected one of {', '.join(_quoted(c) for c in choices)} (a string)" if choices
+            else "expected a string")
+    if isinstance(value, bool):
+        word = "" if hide else (text or str(value).lower())
+        return (f"{want}, got the boolean {str(value).lower()}: YAML reads an unquoted "
+                f"{word or 'yes, no, on, off, true or false'} as a boolean; quote it"
+                + (f' ("{word}")' if word else ""))
+    if isinstance(value, float):
+        if hide:
+            return f"{want}, got a number: YAML reads an unquoted number as a number; quote it"
+        word = text or repr(value)
+        read = f"the number {value!r}" if word != repr(value) else "a number"
+        return (f"{want}, got the number {value!r}: YAML reads an unquoted {word} as {read}; "
+                f'quote it ("{word}")')
+    return None
+
+
+def _quoted(choice: Any) -> str:
+    """A choice as it must be written: quoted when YAML would read it unquoted as another type."""
+    import yaml
+
+    text = str(choice)
+    return f'"{text}"' if not isinstance(yaml.safe_load(text), str) else text
+
+
+def _surprises(value: Any, spec: dict[str, Any], text: str | None, hide: bool,
+               path: str) -> list[tuple[str, str]]:
+    """:func:`yaml_surprise` of a string option, or of each item of a list of strings."""
+    typ = spec.get("type") or "str"
+    if typ in ("str", "path"):
+        msg = yaml_surprise(value, spec, text, hide)
+        return [(path, msg)] if msg else []
+    if typ == "list" and spec.get("elements") in ("str", "path") and isinstance(value, list):
+        item = {"type": spec["elements"], "choices": spec.get("choices")}
+        found = [(f"{path}[{i}]", yaml_surprise(v, item, text_of(value, i), hide))
+                 for i, v in enumerate(value)]
+        return [(p, m) for p, m in found if m]
+    return []
+
+
+def check(value: Any, spec: dict[str, Any], hide: bool, path: str = "",
+          text: str | None = None) -> list[tuple[str, str]]:
     """(key suffix, message) for each way ``value`` breaks ``spec`` (an argument_specs option
-    with the conventions applied)."""
+    with the conventions applied). ``text``: how the value was written, when YAML read an
+    unquoted word as a boolean or a number (:func:`yaml_surprise`)."""
     if is_template(value):
         return []
     shown = value
@@ -232,6 +285,9 @@ def check(value: Any, spec: dict[str, Any], hide: bool, path: str = "") -> list[
         if value.plaintext is None:
             return []  # reported as a vault problem
         hide, value = True, value.plaintext
+    surprises = _surprises(value, spec, text, hide, path)
+    if surprises:
+        return surprises
     if isinstance(value, list | dict) and _holds(value, is_template):
         return _locate(value, spec, hide, path)  # judge what Ansible can judge now
     if _holds(value, lambda v: isinstance(v, VaultValue)):
@@ -262,7 +318,7 @@ def check(value: Any, spec: dict[str, Any], hide: bool, path: str = "") -> list[
             sub = spec["options"].get(k)
             if sub is not None:
                 out += check(v, with_conventions(k, sub), hide or is_secret_name(k),
-                             f"{path}.{k}")
+                             f"{path}.{k}", text_of(value, k))
     return out
 
 
@@ -276,7 +332,7 @@ def _locate(value: Any, spec: dict[str, Any], hide: bool, path: str) -> list[tup
             if spec.get(k):
                 item_spec[k] = spec[k]
         for i, item in enumerate(value):
-            out += check(item, item_spec, hide, f"{path}[{i}]")
+            out += check(item, item_spec, hide, f"{path}[{i}]", text_of(value, i))
     elif typ == "dict" and isinstance(value, dict) and spec.get("options"):
         options = spec["options"]
         for k, v in value.items():
@@ -285,7 +341,7 @@ def _locate(value: Any, spec: dict[str, Any], hide: bool, path: str) -> list[tup
                                            f"{', '.join(sorted(options))}{suggest(k, options)}"))
             else:
                 out += check(v, with_conventions(k, options[k]), hide or is_secret_name(k),
-                             f"{path}.{k}")
+                             f"{path}.{k}", text_of(value, k))
         for k, opt in options.items():
             if (opt or {}).get("required") and k not in value:
                 out.append((f"{path}.{k}", f"required: expected {describe(opt)}"))

@@ -11,6 +11,29 @@ from pathlib import Path
 
 from mlops_provision.site.problems import BAD_VAULT_PASSWORD, NO_VAULT_PASSWORD, Problems
 
+#: The vault identities (``label@file``, ``label@script``) every process of a run reads, as
+#: Ansible reads them (``--vault-id`` given on the command line; see ansible_args).
+VAULT_IDS_ENV = "ANSIBLE_VAULT_IDENTITY_LIST"
+
+
+def identity_secrets(identities: str, problems: Problems) -> list:
+    """The ``(vault_id, VaultSecret)`` pairs of a comma-separated vault identity list, read by
+    Ansible's own ``CLI.setup_vault_secrets`` (files, client scripts called with
+    ``--vault-id LABEL``)."""
+    from ansible.cli import CLI
+    from ansible.errors import AnsibleError
+    from ansible.parsing.dataloader import DataLoader
+
+    ids = [i.strip() for i in identities.split(",") if i.strip()]
+    try:
+        return CLI.setup_vault_secrets(DataLoader(), ids, auto_prompt=False,
+                                       initialize_context=False)
+    except AnsibleError as exc:
+        problems.add(Path(ids[0].partition("@")[2] or "."), "vault identity", "--vault-id",
+                     f"cannot be read: {exc.message}: expected a file holding the vault "
+                     "password, or a script that prints it")
+        return []
+
 
 class Vault:
     """Decrypts vault text with the site's password; remembers every plaintext (secrets)."""
@@ -49,7 +72,8 @@ class Vault:
             if not pw_file.is_file():
                 raise OSError(0, "no such file")
             if os.access(pw_file, os.X_OK):  # a script that prints the password, as in Ansible
-                run = subprocess.run([str(pw_file)], capture_output=True, timeout=60, check=False)
+                run = subprocess.run([str(pw_file.resolve())], capture_output=True, timeout=60,
+                                     check=False)
                 if run.returncode != 0:
                     raise OSError(0, f"the script exited with status {run.returncode}")
                 password = run.stdout.strip(b"\r\n")

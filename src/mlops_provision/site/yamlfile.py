@@ -36,15 +36,42 @@ class VaultValue:
 
 
 class LineDict(dict):
-    """A YAML mapping that remembers the (1-based) line of each key."""
+    """A YAML mapping that remembers the (1-based) line of each key, and how a value that YAML
+    read as a boolean or a number was written (``texts``: ``on``, ``12.10``)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.lines: dict[Any, int] = {}
+        self.texts: dict[Any, str] = {}
+
+
+class LineList(list):
+    """A YAML sequence that remembers how an item YAML read as a boolean or a number was
+    written (``texts``: index -> text)."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.texts: dict[int, str] = {}
 
 
 def line_of(mapping: Any, key: Any) -> int | None:
     return getattr(mapping, "lines", {}).get(key)
+
+
+def text_of(container: Any, key: Any) -> str | None:
+    """How the boolean or number at ``container[key]`` was written, when YAML resolved an
+    unquoted word to it (``on`` -> True, ``12.10`` -> 12.1); None otherwise."""
+    return getattr(container, "texts", {}).get(key)
+
+
+#: Tags YAML gives an unquoted word that does not stay a string.
+_RESOLVED_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")
+
+
+def _written(node: yaml.Node) -> str | None:
+    if isinstance(node, yaml.ScalarNode) and node.style is None and node.tag in _RESOLVED_TAGS:
+        return node.value
+    return None
 
 
 class YamlError(Exception):
@@ -80,6 +107,19 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[LineDict
                 "found an unhashable key", key_node.start_mark)
         data[key] = loader.construct_object(value_node, deep=False)
         data.lines[key] = key_node.start_mark.line + 1
+        text = _written(value_node)
+        if text is not None:
+            data.texts[key] = text
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> Iterator[LineList]:
+    data = LineList()
+    yield data
+    data.extend(loader.construct_sequence(node))
+    for i, item in enumerate(node.value):
+        text = _written(item)
+        if text is not None:
+            data.texts[i] = text
 
 
 def _construct_vault(loader: _Loader, node: yaml.Node) -> VaultValue:
@@ -98,6 +138,7 @@ def _construct_unsafe(loader: _Loader, node: yaml.Node) -> Any:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 _Loader.add_constructor("!vault", _construct_vault)
 _Loader.add_constructor("!unsafe", _construct_unsafe)
 

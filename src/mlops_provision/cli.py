@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -12,6 +13,7 @@ import click
 from rich.table import Table
 
 from mlops_provision import __version__
+from mlops_provision.ansible_args import PlaybookArgs, SiteArgs, playbook_options, site_options
 from mlops_provision.errors import exit_for
 from mlops_provision.progress import fit_title, output_console
 from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED
@@ -20,42 +22,52 @@ from mlops_provision.site import InventoryInvalid, hosts_matching, load
 # On a terminal, its width; in a pipe or a CI log, whole lines (no wrapping at 80 columns).
 err = output_console(stderr=True)
 
-inventory_option = click.option(
-    "-i", "--inventory", "inventory_path", required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="YAML inventory file (or a directory holding hosts.yml).")
-vault_option = click.option(
-    "--vault-password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="ANSIBLE_VAULT_PASSWORD_FILE",
-    help="File holding the ansible-vault password (or ANSIBLE_VAULT_PASSWORD_FILE).")
 output_option = click.option("--output", type=click.Choice(["human", "json"]), default="human",
                              show_default=True, help="Result format on stdout.")
 limit_option = click.option("--limit", "-l", default=None,
                             help="Hosts or groups to act on (Ansible --limit syntax).")
 
 
-def _vault_file(path: Path, vault_password_file: Path | None) -> Path | None:
-    """The vault password file to use: the one given, else a sandbox inventory's own."""
-    if vault_password_file is not None:
-        return vault_password_file
-    from mlops_provision.sandbox.site_inventory import sandbox_vault_password
-
-    return sandbox_vault_password(path)
-
-
-def _load_or_exit(path: Path, vault_password_file: Path | None, limit: str | None = None):
+def _load_or_exit(site: SiteArgs, limit: str | None = None, strict: bool = False):
+    """The site as Ansible reads it, validated; bad input: its problems, exit 2. Warnings (a
+    setting with no effect, a plain-text password...) are shown and do not stop the command,
+    unless ``strict``."""
+    name = ", ".join(str(p) for p in site.sources)
     try:
-        inventory = load(path, vault_password_file=vault_password_file)
+        inventory = load(site.sources, vault_password_file=site.vault_password_file,
+                         strict_warnings=strict)
     except InventoryInvalid as exc:
-        err.print(f"[bold red]inventory {path} is invalid: {len(exc.problems)} problem(s)[/]")
+        err.print(f"[bold red]inventory {name} is invalid: {len(exc.problems)} problem(s)[/]")
         for problem in exc.problems:
             err.print(f"  {problem}", highlight=False, markup=False)
+        _print_warnings(exc.warnings)
         sys.exit(EXIT_BAD_INPUT)
+    _print_warnings(inventory.warnings)
     if limit and not hosts_matching(inventory, limit):
-        err.print(f"[bold red]--limit {limit!r} matches no host of {path}[/] "
+        err.print(f"[bold red]--limit {limit!r} matches no host of {name}[/] "
                   f"(hosts: {', '.join(inventory.hosts)}; groups: {', '.join(sorted(inventory.groups))})")
         sys.exit(EXIT_BAD_INPUT)
     return inventory
+
+
+def _print_warnings(warnings: list) -> None:
+    if warnings:
+        err.print(f"[bold yellow]{len(warnings)} warning(s)[/] (validate --strict refuses them):")
+        for warning in warnings:
+            err.print(f"  {warning}", highlight=False, markup=False)
+
+
+def _announce_admin_config() -> None:
+    """Say which settings of the admin's ansible.cfg this run takes, and which stay ours."""
+    from mlops_provision import paths
+    from mlops_provision.ansible_config import admin_config
+
+    admin = admin_config(paths.project_root() / "ansible.cfg")
+    if admin.taken:
+        err.print(f"settings from {admin.file}: {', '.join(admin.taken)}", highlight=False, markup=False)
+    if admin.kept_ours:
+        err.print(f"not taken from {admin.file} (the toolkit's own, docs/cli.md): "
+                  f"{', '.join(admin.kept_ours)}", highlight=False, markup=False)
 
 
 class _Main(click.Group):
@@ -90,35 +102,64 @@ def main() -> None:
 
 
 @main.command()
-@inventory_option
-@vault_option
-def validate(inventory_path: Path, vault_password_file: Path | None) -> None:
-    """Check an inventory's structure and variables; contacts no host. Exit 2 if invalid."""
-    vault_password_file = _vault_file(inventory_path, vault_password_file)
-    inventory = _load_or_exit(inventory_path, vault_password_file)
-    click.echo(f"{inventory.path}: valid ({len(inventory.hosts)} host(s): {', '.join(inventory.hosts)})")
+@site_options
+@click.option("--strict", is_flag=True, help="Refuse the site for a warning too (exit 2).")
+@output_option
+def validate(site: SiteArgs, strict: bool, output: str) -> None:
+    """Check an inventory's structure and variables; contacts no host. Exit 2 if invalid
+    (with --strict, also if a warning was found)."""
+    if output == "json":
+        _validate_json(site, strict)
+    inventory = _load_or_exit(site, strict=strict)
+    click.echo(f"{', '.join(str(p) for p in inventory.sources)}: valid ({len(inventory.hosts)} "
+               f"host(s): {', '.join(inventory.hosts)})")
+
+
+def _validate_json(site: SiteArgs, strict: bool = False) -> None:
+    """validate --output json: the verdict, the hosts, every problem and warning (file, line,
+    key, expected) on stdout; exit 0 valid, 2 invalid."""
+    try:
+        inventory = load(site.sources, vault_password_file=site.vault_password_file,
+                         strict_warnings=strict)
+        result = {"valid": True, "sources": [str(p) for p in inventory.sources],
+                  "hosts": inventory.hosts, "problems": [],
+                  "warnings": [dataclasses.asdict(p) for p in inventory.warnings]}
+    except InventoryInvalid as exc:
+        result = {"valid": False, "sources": [str(p) for p in site.sources], "hosts": [],
+                  "problems": [dataclasses.asdict(p) for p in exc.problems],
+                  "warnings": [dataclasses.asdict(p) for p in exc.warnings]}
+    click.echo(json.dumps(result, indent=2, default=str))
+    sys.exit(0 if result["valid"] else EXIT_BAD_INPUT)
 
 
 @main.command()
-@inventory_option
-@vault_option
+@site_options
 @limit_option
-@click.option("--tags", "-t", default=None, help="Layers to run, e.g. base (comma-separated).")
-@click.option("--check", is_flag=True, help="Dry run: report what would change, change nothing.")
+@playbook_options
 @output_option
-def up(inventory_path: Path, vault_password_file: Path | None, limit: str | None, tags: str | None,
-       check: bool, output: str) -> None:
-    """Converge the inventory's hosts to the platform (playbooks/site.yml)."""
+def up(site: SiteArgs, limit: str | None, run: PlaybookArgs, output: str) -> None:
+    """Converge the inventory's hosts to the platform (playbooks/site.yml). Takes
+    ansible-playbook's flags: -e, -t/--tags, --skip-tags, -C/--check, -D/--diff, -v,
+    --list-hosts, --list-tasks."""
     from mlops_provision import reports
     from mlops_provision.progress import Progress
     from mlops_provision.runner import run_playbook
 
-    vault_password_file = _vault_file(inventory_path, vault_password_file)
-    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
-    with Progress(enabled=True) as progress:
-        summary = run_playbook(inventory, verb="check" if check else "up", limit=limit, tags=tags,
-                               check=check, vault_password_file=vault_password_file,
-                               on_change=progress.update)
+    inventory = _load_or_exit(site, limit)
+    if run.list_hosts or run.list_tasks:
+        from mlops_provision.runner import list_playbook
+
+        sys.exit(list_playbook(inventory, run, limit=limit, vault_password_file=site.vault_password_file))
+    _announce_admin_config()
+
+    def echo(text: str) -> None:  # -v: ansible-playbook's own lines
+        err.print(text.rstrip("\n"), highlight=False, markup=False, soft_wrap=True)
+
+    with Progress(enabled=not run.verbosity) as progress:
+        summary = run_playbook(inventory, verb="check" if run.check else "up", limit=limit,
+                               tags=run.tags, check=run.check, vault_password_file=site.vault_password_file,
+                               on_change=progress.update, args=run.cmdline(), verbosity=run.verbosity,
+                               echo=echo)
     if output == "json":
         click.echo(reports.run_json(summary))
     else:
@@ -127,8 +168,7 @@ def up(inventory_path: Path, vault_password_file: Path | None, limit: str | None
 
 
 @main.command()
-@inventory_option
-@vault_option
+@site_options
 @limit_option
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JUnit XML to this file.")
@@ -142,19 +182,20 @@ def up(inventory_path: Path, vault_password_file: Path | None, limit: str | None
 @click.option("--show-skipped", "-v", "show_skipped", is_flag=True,
               help="List every skipped check (host, check, reason), not one line per reason.")
 @output_option
-def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+def verify(site: SiteArgs, limit: str | None,
            junit: Path | None, select: str | None, compliance: bool, lynis_min_index: int,
            scap_profile: str, show_skipped: bool, output: str) -> None:
     """Prove the hosts' state with the Testinfra checks. Exit 0 all pass, 1 otherwise."""
     from mlops_provision import reports
     from mlops_provision.verify import run_checks
 
-    vault_password_file = _vault_file(inventory_path, vault_password_file)
-    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
+    vault_password_file = site.vault_password_file
+    inventory = _load_or_exit(site, limit)
     err.print(f"verifying {len(hosts_matching(inventory, limit))} host(s)…")
     report = run_checks(inventory, limit=limit, vault_password_file=vault_password_file,
                         select=select, compliance=compliance, lynis_min_index=lynis_min_index,
-                        scap_profile=scap_profile)
+                        scap_profile=scap_profile,
+                        on_progress=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
     if not report.results:
         err.print("[bold red]no check ran[/]; pytest said:\n" + report.output_tail, markup=True)
     from mlops_provision.drift.run import save_verify_record
@@ -173,8 +214,7 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
 
 
 @main.command()
-@inventory_option
-@vault_option
+@site_options
 @limit_option
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JUnit XML (one testsuite per host) to this file.")
@@ -186,7 +226,7 @@ def verify(inventory_path: Path, vault_password_file: Path | None, limit: str | 
 @click.option("--uninstall-timer", is_flag=True, help="Remove this site's drift timer from this machine.")
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), default=None, hidden=True)
 @output_option
-def drift(inventory_path: Path, vault_password_file: Path | None, limit: str | None, junit: Path | None,
+def drift(site: SiteArgs, limit: str | None, junit: Path | None,
           prometheus: Path | None, history: bool, install_timer: bool, every: str, uninstall_timer: bool,
           unit_dir: Path | None, output: str) -> None:
     """Find drift: check mode with diffs plus the verify checks, one report per host.
@@ -194,25 +234,27 @@ def drift(inventory_path: Path, vault_password_file: Path | None, limit: str | N
     from mlops_provision.drift import command
 
     if history:
-        sys.exit(command.print_history(inventory_path, output))
-    vault_password_file = _vault_file(inventory_path, vault_password_file)
-    site = _load_or_exit(inventory_path, vault_password_file, limit)  # bad input: exit 2, no host touched
+        sys.exit(command.print_history(site.path, output))
+    vault_password_file = site.vault_password_file
+    site = _load_or_exit(site, limit)  # bad input: exit 2, no host touched
     if install_timer or uninstall_timer:
-        sys.exit(command.schedule(inventory_path, vault_password_file, limit, every, install_timer, unit_dir))
+        if len(site.sources) > 1 or site.vault_ids:
+            raise click.UsageError("the drift timer takes one inventory (-i) and a vault password "
+                                   "file (--vault-password-file): it runs unattended")
+        sys.exit(command.schedule(site.path, vault_password_file, limit, every, install_timer, unit_dir))
     sys.exit(command.run(site, vault_password_file, limit, output, junit, prometheus))
 
 
 @main.command()
-@inventory_option
-@vault_option
+@site_options
 @limit_option
 @output_option
-def facts(inventory_path: Path, vault_password_file: Path | None, limit: str | None, output: str) -> None:
+def facts(site: SiteArgs, limit: str | None, output: str) -> None:
     """Hardware, Secure Boot and GPU (NVML) facts of each node; changes nothing."""
     from mlops_provision.gpu.collect import collect, human_lines
 
-    vault_password_file = _vault_file(inventory_path, vault_password_file)
-    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
+    vault_password_file = site.vault_password_file
+    inventory = _load_or_exit(site, limit)
     summary, records = collect(inventory, limit=limit, vault_password_file=vault_password_file)
     if output == "json":
         click.echo(json.dumps({"run_dir": summary.run_dir, "exit_code": summary.exit_code,
@@ -242,7 +284,7 @@ def backup_name_pattern() -> re.Pattern[str]:
     return re.compile(str(data["mlflow_backup_name_pattern"]))
 
 
-def _run_mlflow_playbook(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+def _run_mlflow_playbook(site: SiteArgs, limit: str | None,
                          playbook: str, verb: str, backup: str, output: str) -> None:
     """Run one of the mlflow playbooks on the selected hosts of group mlflow, like `up`."""
     from mlops_provision import paths, reports
@@ -253,12 +295,12 @@ def _run_mlflow_playbook(inventory_path: Path, vault_password_file: Path | None,
         err.print(f"[bold red]invalid backup name {backup!r}[/]: expected letters, digits, '.', '_' and "
                   "'-', starting with a letter or digit", highlight=False)
         sys.exit(EXIT_BAD_INPUT)
-    vault_password_file = _vault_file(inventory_path, vault_password_file)
-    inventory = _load_or_exit(inventory_path, vault_password_file, limit)
+    vault_password_file = site.vault_password_file
+    inventory = _load_or_exit(site, limit)
     targets = [h for h in hosts_matching(inventory, limit) if h in inventory.groups.get("mlflow", [])]
     if not targets:
         err.print(f"[bold red]no host of group mlflow{' matches --limit ' + repr(limit) if limit else ''} "
-                  f"in {inventory_path}[/]", highlight=False)
+                  f"in {', '.join(str(p) for p in site.sources)}[/]", highlight=False)
         sys.exit(EXIT_BAD_INPUT)
     # The backup's name is a run parameter: an extra var, as `ansible-playbook -e` passes it.
     with Progress(enabled=True) as progress:
@@ -276,34 +318,80 @@ def _run_mlflow_playbook(inventory_path: Path, vault_password_file: Path | None,
 
 
 @mlflow_group.command("backup")
-@inventory_option
-@vault_option
+@site_options
 @limit_option
 @click.option("--name", default=None,
               help="Name of the backup (default: the UTC time, e.g. 20260101T023000Z).")
 @output_option
-def mlflow_backup(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+def mlflow_backup(site: SiteArgs, limit: str | None,
                   name: str | None, output: str) -> None:
     """Back up the MLflow server now: both databases and the artifact store."""
     from datetime import UTC, datetime
 
     name = name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    _run_mlflow_playbook(inventory_path, vault_password_file, limit, "mlflow-backup.yml",
+    _run_mlflow_playbook(site, limit, "mlflow-backup.yml",
                          "mlflow-backup", name, output)
 
 
 @mlflow_group.command("restore")
-@inventory_option
-@vault_option
+@site_options
 @limit_option
 @click.option("--backup", "backup", required=True,
               help="Name of the backup to restore (a directory in mlflow_backup_dir).")
 @output_option
-def mlflow_restore(inventory_path: Path, vault_password_file: Path | None, limit: str | None,
+def mlflow_restore(site: SiteArgs, limit: str | None,
                    backup: str, output: str) -> None:
     """Restore a backup: stops MLflow, replaces both databases and the artifact store, starts it."""
-    _run_mlflow_playbook(inventory_path, vault_password_file, limit, "mlflow-restore.yml",
+    _run_mlflow_playbook(site, limit, "mlflow-restore.yml",
                          "mlflow-restore", backup, output)
+
+
+@main.command("init")
+@click.argument("site", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--vault-client", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your own executable that prints the vault password (pass, a keyring, HashiCorp "
+                   "Vault...): init runs it and writes no password file; the site's ansible.cfg names it.")
+@click.option("--git/--no-git", default=True, show_default=True,
+              help="git init the site and commit its files (the vault password file excepted).")
+def init(site: Path, vault_client: Path | None, git: bool) -> None:
+    """Make a new site in SITE (a new or empty directory): hosts.yml with every platform group,
+    group_vars/ with fresh vault-encrypted secrets, a vault password, ansible.cfg, .gitignore,
+    CI templates and a first git commit. Exit 2 if SITE is not empty or the vault client fails."""
+    import shlex
+
+    from mlops_provision.site.init import init_site
+
+    result = init_site(site, vault_client=vault_client, git=git)  # errors: exit codes via _Main
+    q = shlex.quote
+    click.echo(f"New site {site}:")
+    for rel in result.files:
+        note = {".vault-password": "  (the vault password, mode 0600, kept out of git: keep a copy "
+                                   "in your password manager)"}.get(rel, "")
+        click.echo(f"  {rel}{note}")
+    if result.vault_client is not None:
+        click.echo(f"Vault password: printed by {result.vault_client} (ansible.cfg: "
+                   f"vault_password_file = {result.ansible_cfg_vault})")
+    if result.commit:
+        click.echo(f"git: first commit {result.commit[:12]} by {result.author}")
+    click.echo("\nNext steps:")
+    click.echo(f"  cd {q(str(site))}   # its ansible.cfg names the inventory and the vault password, as "
+               "for ansible-playbook")
+    steps = [
+        "Add your hosts to hosts.yml, then run validate (set ansible_user there and "
+        "mlops_admin_cidrs in group_vars/all.yml too):\n     mlops-provision validate",
+        "Put each node's host key in ~/.ssh/known_hosts: `ssh USER@NODE` once, comparing the "
+        "fingerprint with the node's console.",
+        "Read the nodes, changing nothing:\n     mlops-provision facts",
+        "See what up would change (it validates first), then converge:\n"
+        "     mlops-provision up --check\n     mlops-provision up",
+        ("Push the site to a private repository" if result.commit else
+         "Keep the site in a private repository (the .gitignore keeps the password out)")
+        + "; its CI (.gitlab-ci.yml, .github/workflows/mlops-provision.yml) validates every push "
+        "and runs drift on a schedule, with the vault password from the CI secret "
+        "MLOPS_VAULT_PASSWORD.",
+    ]
+    for n, step in enumerate(steps, start=1):
+        click.echo(f"  {n}. {step}")
 
 
 @main.group()

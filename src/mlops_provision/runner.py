@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -240,8 +241,10 @@ class RunTracker:
     """Folds ansible-runner events into per-host state; feeds the progress display."""
 
     def __init__(self, hosts: list[str], scrubber: Scrubber,
-                 on_change: Callable[[RunTracker], None] | None = None):
+                 on_change: Callable[[RunTracker], None] | None = None,
+                 echo: Callable[[str], None] | None = None):
         self.hosts = {h: HostResult(h) for h in hosts}
+        self.echo = echo  # -v: each event's ansible-playbook lines, scrubbed
         self.play = ""
         self.task = ""
         self.started = time.monotonic()
@@ -278,6 +281,8 @@ class RunTracker:
             event.update(clean)
         self.pid = self.pid or event.get("pid")
         kind = event.get("event", "")
+        if self.echo and event.get("stdout"):
+            self.echo(str(event["stdout"]))
         data = event.get("event_data", {}) or {}
         host = data.get("host")
         self._timing(kind, data, event)
@@ -420,13 +425,24 @@ SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|CREDENTIAL|_KEY$", re.IGNORECASE)
 def child_env(environ: dict[str, str], ours: dict[str, str]) -> dict[str, str]:
     """ansible-playbook's environment: the allow-listed part of ``environ`` plus ``ours``."""
     keep = {k: v for k, v in environ.items()
-            if k in CHILD_ENV_NAMES or (k.startswith(CHILD_ENV_PREFIXES) and not SECRET_NAME.search(k))}
+            if k in CHILD_ENV_NAMES or k in CHILD_ENV_PATHS
+            or (k.startswith(CHILD_ENV_PREFIXES) and not SECRET_NAME.search(k))}
     return {**keep, **ours}
 
 
+#: Paths (not secrets) an admin sets for Ansible whose names look secret: passed through.
+CHILD_ENV_PATHS = ("ANSIBLE_BECOME_PASSWORD_FILE", "ANSIBLE_CONNECTION_PASSWORD_FILE",
+                   "ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_PRIVATE_KEY_FILE")
+
+
 def ansible_env(vault_password_file: Path | None = None) -> dict[str, str]:
+    """ansible-playbook's settings: the admin's ansible.cfg as environment variables (less
+    what the toolkit keeps: :mod:`mlops_provision.ansible_config`), then ours."""
+    from mlops_provision.ansible_config import admin_config
+
     root = paths.project_root()
-    env = {
+    env = {**admin_config(root / "ansible.cfg").env}
+    env.update({
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
         "ANSIBLE_NOCOLOR": "1",
@@ -436,10 +452,10 @@ def ansible_env(vault_password_file: Path | None = None) -> dict[str, str]:
         # ansible-playbook, ansible-inventory and pytest come from the environment this tool is
         # installed in, also when it is called as .venv/bin/mlops-provision without activation.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
-    }
+    })
     if vault_password_file:
         env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(Path(vault_password_file).resolve())
-    if "ANSIBLE_STRATEGY" not in os.environ:
+    if "ANSIBLE_STRATEGY" not in os.environ and "ANSIBLE_STRATEGY" not in env:
         env.update(mitogen_strategy())
     return env
 
@@ -468,10 +484,16 @@ def run_playbook(
     on_change: Callable[[RunTracker], None] | None = None,
     extra_secrets: tuple[str, ...] = (),
     extravars: dict[str, object] | None = None,
+    args: list[str] | None = None,
+    verbosity: int = 0,
+    echo: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Run ``playbook`` (default site.yml) on the inventory's hosts (``limit``: an Ansible
     ``--limit``); ``extravars`` are the run's parameters, passed as Ansible extra vars (``-e``:
-    a plain ``ansible-playbook`` user passes the same ones)."""
+    a plain ``ansible-playbook`` user passes the same ones). ``args``: more ansible-playbook
+    flags as the admin typed them (``-e``, ``--skip-tags``, ``--diff``:
+    :class:`mlops_provision.ansible_args.PlaybookArgs`); ``verbosity`` (``-v``...) hands each
+    result's ansible-playbook lines, scrubbed, to ``echo``."""
     playbook = playbook or paths.playbook("site.yml")
     scrubber = Scrubber([*inventory.secrets(), *extra_secrets])
     targets = hosts_matching(inventory, limit)
@@ -481,8 +503,10 @@ def run_playbook(
         limit=limit, tags=tags, started=datetime.now(UTC).isoformat(timespec="seconds"),
         run_dir=str(run_dir),
     )
-    tracker = RunTracker(targets, scrubber, on_change)
-    cmdline = ["--check", "--diff"] if check else []
+    tracker = RunTracker(targets, scrubber, on_change, echo if verbosity else None)
+    cmdline = [arg for source in inventory.sources for arg in ("-i", str(Path(source).resolve()))]
+    cmdline += ["--check", "--diff"] if check else []
+    cmdline += [a for a in args or [] if not (check and a in ("--check", "--diff"))]
     env = ansible_env(vault_password_file)
     artifact_dir = run_dir / "artifacts"
 
@@ -501,10 +525,10 @@ def run_playbook(
         ident="ansible",
         project_dir=str(paths.project_root()),
         playbook=str(playbook),
-        inventory=str(inventory.path.resolve()),
         limit=limit,
         tags=tags,
-        cmdline=" ".join(cmdline) if cmdline else None,
+        verbosity=verbosity or None,
+        cmdline=shlex.join(cmdline),
         extravars=extravars or None,
         envvars=env,
         quiet=True,
@@ -548,6 +572,23 @@ def run_playbook(
         summary.exit_code = EXIT_DRIFT  # check mode: changes are pending
     seal(run_dir, summary, scrubber)
     return summary
+
+
+def list_playbook(inventory: Inventory, run: object, *, limit: str | None = None,
+                  vault_password_file: Path | None = None, playbook: Path | None = None) -> int:
+    """``ansible-playbook --list-hosts`` / ``--list-tasks`` with the run's flags: Ansible's own
+    listing on stdout, nothing run, no record. Returns its exit code."""
+    import subprocess
+
+    playbook = playbook or paths.playbook("site.yml")
+    cmd = ["ansible-playbook", str(playbook)]
+    cmd += [arg for source in inventory.sources for arg in ("-i", str(Path(source).resolve()))]
+    cmd += ["--limit", limit] if limit else []
+    cmd += run.cmdline()  # type: ignore[attr-defined]
+    cmd += ["--list-hosts"] if run.list_hosts else []  # type: ignore[attr-defined]
+    cmd += ["--list-tasks"] if run.list_tasks else []  # type: ignore[attr-defined]
+    env = child_env(dict(os.environ), ansible_env(vault_password_file))
+    return subprocess.run(cmd, env=env, cwd=paths.project_root(), check=False).returncode
 
 
 def _stop_playbook(pid: int | None, grace: float = 5.0) -> None:

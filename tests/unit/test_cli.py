@@ -251,7 +251,7 @@ def test_up_json_carries_changed_tasks_and_human_output_the_summary(monkeypatch)
     assert data["plays"] == [{"play": "Base layer", "duration_s": 12.0}]
     human = CliRunner().invoke(main, ["up", *EXAMPLE, "--check"])
     assert human.exit_code == 0, human.output
-    for line in ("WOULD CHANGE", "base: Configure chrony", "REBOOT NEEDED: cp1: new kernel",
+    for line in ("WOULD CHANGE", "base (cp1): Configure chrony", "REBOOT NEEDED: cp1: new kernel",
                  "exit 0; run record: /runs/1-up"):
         assert line in [out.strip() for out in human.stdout.splitlines()], (line, human.output)
 

@@ -19,7 +19,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -149,14 +151,40 @@ def batches(hosts: list[str], jobs: int) -> list[list[str]]:
     return [hosts[i::jobs] for i in range(jobs)] if hosts else []
 
 
+def progress_line(elapsed: float, progress_files: list[Path], results_files: list[Path],
+                  started: dict[tuple[str, str], float], now: float) -> str:
+    """A heartbeat of a verify run: results so far, and each check still running and for how
+    long (a batch's last started check that has no result yet)."""
+    def lines(path: Path) -> list[dict]:
+        try:
+            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            return []
+
+    done = 0
+    running: list[str] = []
+    for progress, results in zip(progress_files, results_files, strict=True):
+        starts, ends = lines(progress), lines(results)
+        done += len(ends)
+        if len(starts) > len(ends):  # each check writes one result, at its end
+            key = (starts[-1].get("host", "-"), starts[-1].get("check", "?"))
+            since = started.setdefault(key, now)
+            running.append(f"{key[0]}: {key[1]} ({now - since:.0f}s)")
+    text = f"[{elapsed:6.1f}s] verify: {done} check result(s) so far"
+    return text + (f"; running: {'; '.join(running)}" if running else "")
+
+
 def run_checks(inventory: Inventory, *, limit: str | None = None,
                vault_password_file: Path | None = None, select: str | None = None,
                compliance: bool = False, lynis_min_index: int = 85, scap_profile: str | None = None,
-               jobs: int | None = None, hosts: list[str] | None = None) -> VerifyReport:
+               jobs: int | None = None, hosts: list[str] | None = None,
+               on_progress: Callable[[str], None] | None = None) -> VerifyReport:
     """Run every check on every selected host: hosts in parallel, one pytest process per batch
     (``jobs``, default MLOPS_VERIFY_JOBS or :data:`DEFAULT_JOBS`), each over SSH connections that
     testinfra keeps open (ControlMaster) for all of a host's checks. The hosts are those ``limit``
-    selects, or ``hosts`` where the caller resolved them already."""
+    selects, or ``hosts`` where the caller resolved them already. ``on_progress`` gets a line
+    every :func:`mlops_provision.progress.heartbeat_s` seconds while the checks run (results so
+    far, the checks running and for how long: a compliance scan takes minutes)."""
     hosts = hosts_matching(inventory, limit) if hosts is None else list(hosts)
     report = VerifyReport(inventory=str(inventory.path))
     jobs = jobs or int(os.environ.get("MLOPS_VERIFY_JOBS") or DEFAULT_JOBS)
@@ -171,19 +199,24 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
         ssh_config.write_text(mux_config(control_dir))
         artifacts = Path(tmp) / "artifacts"
         artifacts.mkdir()
+        # every -i, as Ansible's ANSIBLE_INVENTORY lists them (testinfra's ansible-inventory reads it)
+        sources = ",".join(str(Path(p).resolve()) for p in getattr(inventory, "sources", [inventory.path]))
         env = {**os.environ, **ansible_env(vault_password_file), "MLOPS_SSH_CONFIG": str(ssh_config),
-               "MLOPS_INVENTORY": str(inventory.path.resolve()), "PYTHONDONTWRITEBYTECODE": "1",
+               "MLOPS_INVENTORY": sources, "ANSIBLE_INVENTORY": sources, "PYTHONDONTWRITEBYTECODE": "1",
                "MLOPS_LYNIS_MIN_INDEX": str(lynis_min_index), "MLOPS_COMPLIANCE": "1" if compliance else "0",
                "MLOPS_ARTIFACTS_DIR": str(artifacts), "MLOPS_SCAP_PROFILE": scap_profile or ""}
         procs = []
+        progress_files: list[Path] = []
         for index, batch in enumerate(batches(hosts, jobs) or [[]]):
             results_file = Path(tmp) / f"results-{index}.jsonl"
+            progress_files.append(Path(tmp) / f"started-{index}.jsonl")
             cmd = [
                 sys.executable, "-m", "pytest", str(checks), "-c", os.devnull, "--rootdir", str(checks),
                 "-p", "no:cacheprovider", "-p", "mlops_provision.verify_plugin",
-                f"--mlops-results={results_file}", "-q", "--no-header", "--tb=short",
+                f"--mlops-results={results_file}", f"--mlops-progress={progress_files[-1]}",
+                "-q", "--no-header", "--tb=short",
                 "--hosts=" + ",".join(f"ansible://{h}" for h in batch),
-                f"--ansible-inventory={inventory.path.resolve()}", f"--ssh-config={ssh_config}",
+                f"--ssh-config={ssh_config}",
             ]
             if select:
                 cmd += ["-k", select]
@@ -192,12 +225,28 @@ def run_checks(inventory: Inventory, *, limit: str | None = None,
             procs.append((results_file, subprocess.Popen(cmd, env=env, cwd=workdir, text=True,
                                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
         outputs, rcs = [], []
+        stop = threading.Event()
+        beat = None
+        if on_progress is not None:
+            from mlops_provision.progress import heartbeat_s
+
+            def heartbeat() -> None:
+                started: dict[tuple[str, str], float] = {}
+                while not stop.wait(heartbeat_s()):
+                    now = time.monotonic()
+                    on_progress(progress_line(now - t0, progress_files, [r for r, _ in procs], started, now))
+
+            beat = threading.Thread(target=heartbeat, name="verify-heartbeat", daemon=True)
+            beat.start()
         try:
             for _results_file, proc in procs:
                 out, _ = proc.communicate()
                 outputs.append(out)
                 rcs.append(proc.returncode)
         finally:
+            stop.set()
+            if beat is not None:
+                beat.join()
             close_masters(control_dir)
         # 0 all passed, 1 some failed; anything else (usage error, nothing collected) wins.
         report.pytest_rc = next((rc for rc in rcs if rc not in (0, 1)), max(rcs))

@@ -46,6 +46,16 @@ NOT_APPLICABLE_REASON = re.compile(r"\bnot in (?:group )?\w+|^not an? [\w-]+ nod
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--mlops-results", default=None, help="write check results as JSON lines here")
+    parser.addoption("--mlops-progress", default=None,
+                     help="write a JSON line here as each check starts (host, check)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    path = item.config.getoption("--mlops-progress")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"host": _host_name(item), "check": check_name(item)}) + "\n")
 
 
 def _host_name(item: pytest.Item) -> str:

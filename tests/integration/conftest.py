@@ -8,8 +8,9 @@ module reads these hosts; only one container sandbox can be up on a machine anyw
 podman network). Modules run in the order of ``MODULE_ORDER``: test_sandbox first (its own
 one-node sandboxes, before the shared one exists), test_mlflow (it logs the run
 the upgrade must keep), then test_containers, then any other container reader (e.g. test_gpu),
-then the VM modules. A test that breaks a shared host (stops a service, drops a database) restores
-it and proves it restored (`up` changed=0 or `verify` passing) before the next reader runs.
+then test_init_site (it takes node1 over for a site made by init), then the VM modules. A test
+that breaks a shared host (stops a service, drops a database) restores it and proves it restored
+(`up` changed=0 or `verify` passing) before the next reader runs.
 
 VM kind: test_vm brings up its own two VMs (module scope) and converges node1 once."""
 
@@ -30,6 +31,8 @@ MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
 # Modules that read the shared container sandbox, in the order they must run; other integration
 # modules follow them, the VM modules (their own hosts, minutes per converge) run last.
 MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers")
+# After every other reader: it takes a node of the shared sandbox over for good.
+AFTER_READERS = ("test_init_site",)
 LAST = ("test_vm",)
 
 
@@ -44,7 +47,9 @@ def pytest_collection_modifyitems(items):
             return 0
         if path.stem in MODULE_ORDER:
             return 1 + MODULE_ORDER.index(path.stem)
-        return 2 + len(MODULE_ORDER) if path.stem in LAST else 1 + len(MODULE_ORDER)
+        if path.stem in AFTER_READERS:
+            return 2 + len(MODULE_ORDER)
+        return 3 + len(MODULE_ORDER) if path.stem in LAST else 1 + len(MODULE_ORDER)
 
     items.sort(key=rank)
 

@@ -61,7 +61,7 @@ def _prompted(label: str) -> str:
                             hide_input=True, err=True)
     directory = Path(tempfile.mkdtemp(prefix="mlops-vault-"))  # 0700
     atexit.register(shutil.rmtree, directory, True)
-    file = directory / label
+    file = directory / "password"  # one file per directory: any label is safe
     fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(password + "\n")
@@ -78,6 +78,7 @@ def vault_identities(password_files: tuple[Path, ...], vault_ids: tuple[str, ...
         label, sep, source = given.partition("@")
         if not sep:
             label, source = "default", given
+        label = label or "default"  # Ansible's default label
         if source == "prompt":
             ids.append(f"{label}@{_prompted(label)}")
         else:
@@ -121,10 +122,12 @@ def site_options(command):
             from mlops_provision import paths
             from mlops_provision.ansible_config import admin_config
 
-            admin = admin_config(paths.project_root() / "ansible.cfg")
-            if admin.vault_password_file is not None:  # as ansible-playbook would read it
+            admin = admin_config(paths.project_root() / "ansible.cfg")  # as ansible-playbook reads it
+            if admin.vault_password_file is not None:
                 vault_password_files = (admin.vault_password_file,)
+            vault_ids = tuple(admin.vault_ids)
         site = SiteArgs(sources)
+        saved = {name: os.environ.get(name) for name in (VAULT_IDS_ENV, "ANSIBLE_VAULT_PASSWORD_FILE")}
         if vault_ids or ask_vault_pass or len(vault_password_files) > 1:
             site.vault_ids = vault_identities(vault_password_files, vault_ids, ask_vault_pass)
             os.environ[VAULT_IDS_ENV] = ",".join(site.vault_ids)
@@ -135,6 +138,14 @@ def site_options(command):
             from mlops_provision.sandbox.site_inventory import sandbox_vault_password
 
             site.vault_password_file = sandbox_vault_password(sources[0])
+        try:
+            return command(*args, site=site, **kwargs)
+        finally:  # this command's vault identities are not the next one's (one process, tests)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         return command(*args, site=site, **kwargs)
 
     return wrapper
@@ -175,8 +186,8 @@ def playbook_options(command):
     @click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="VARS",
                   help="Extra variables as Ansible reads them (key=value, YAML/JSON, or @FILE); "
                        "repeatable. They win over the inventory.")
-    @click.option("-t", "--tags", default=None, help="Only tasks with these tags, e.g. base,gpu.")
-    @click.option("--skip-tags", default=None, help="Skip tasks with these tags.")
+    @click.option("-t", "--tags", "tags", multiple=True, help="Only tasks with these tags, e.g. base,gpu; repeatable.")
+    @click.option("--skip-tags", "skip_tags", multiple=True, help="Skip tasks with these tags; repeatable.")
     @click.option("-C", "--check", is_flag=True, help="Dry run: report what would change (with diffs), change nothing.")
     @click.option("-D", "--diff", is_flag=True, help="Show the changes made to files and templates.")
     @click.option("-v", "--verbose", "verbosity", count=True,
@@ -184,11 +195,12 @@ def playbook_options(command):
     @click.option("--list-hosts", is_flag=True, help="List the hosts each play would run on; run nothing.")
     @click.option("--list-tasks", is_flag=True, help="List the tasks that would run; run nothing.")
     @functools.wraps(command)
-    def wrapper(*args: Any, extra_vars: tuple[str, ...], tags: str | None, skip_tags: str | None,
+    def wrapper(*args: Any, extra_vars: tuple[str, ...], tags: tuple[str, ...], skip_tags: tuple[str, ...],
                 check: bool, diff: bool, verbosity: int, list_hosts: bool, list_tasks: bool,
                 **kwargs: Any) -> Any:
-        run = PlaybookArgs(tags=tags, skip_tags=skip_tags, check=check, diff=diff,
-                           verbosity=verbosity, extra_vars=list(extra_vars),
+        run = PlaybookArgs(tags=",".join(tags) or None, skip_tags=",".join(skip_tags) or None,
+                           check=check, diff=diff, verbosity=verbosity,
+                           extra_vars=[absolute_file(v) for v in extra_vars],
                            list_hosts=list_hosts, list_tasks=list_tasks)
         problems = check_playbook_args(run)
         if problems:
@@ -215,31 +227,65 @@ def check_playbook_args(run: PlaybookArgs) -> list[str]:
             problems.append(f"{flag} {tag!r}: no task has this tag: expected one of "
                             f"{', '.join(choices)} (or {', '.join(SPECIAL_TAGS)})"
                             f"{suggest(tag, choices, 0.6)}")
-    for value in run.extra_vars:
+    for n, value in enumerate(run.extra_vars, start=1):
         why = extra_vars_problem(value)
-        if why:
-            problems.append(f"--extra-vars {value!r}: {why}")
+        if why:  # the value itself is not shown: it may hold a secret
+            shown = value if value.startswith("@") else f"#{n}"
+            problems.append(f"--extra-vars {shown}: {why}")
     return problems
+
+
+def absolute_file(value: str) -> str:
+    """An ``-e @FILE`` with its path made absolute: ansible-playbook runs in the toolkit's
+    directory, the admin meant the file where they typed it."""
+    if value.startswith("@"):
+        return "@" + str(Path(os.path.expanduser(value[1:])).resolve())
+    return value
+
+
+def _read_extra_vars(value: str) -> object:
+    """One ``-e`` value as Ansible reads it (raises what Ansible raises); a vault-encrypted
+    @FILE is only opened by the run, which has the vault secrets: here, its name is checked."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.splitter import parse_kv
+
+    loader = DataLoader()
+    if value.startswith("@"):
+        path = Path(value[1:])
+        if path.is_file() and path.read_bytes().lstrip().startswith(b"$ANSIBLE_VAULT"):
+            return {}
+        return loader.load_from_file(str(path))
+    if value[:1] in ("[", "{"):
+        return loader.load(value)
+    return parse_kv(value)
 
 
 def extra_vars_problem(value: str) -> str | None:
     """Why Ansible could not read one ``-e`` value (None: it can), by Ansible's own parsers."""
     from ansible.errors import AnsibleError
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.parsing.splitter import parse_kv
 
-    loader = DataLoader()
+    if value[:1] in ("/", "."):
+        return f"expected @{value} to read a file (Ansible needs the '@')"
     try:
-        if value.startswith("@"):
-            data = loader.load_from_file(value[1:])
-        elif value[:1] in ("/", "."):
-            return f"expected @{value} to read a file (Ansible needs the '@')"
-        elif value[:1] in ("[", "{"):
-            data = loader.load(value)
-        else:
-            data = parse_kv(value)
+        data = _read_extra_vars(value)
     except (AnsibleError, ValueError) as exc:
         return f"Ansible cannot read it: {str(exc).splitlines()[0]}"
     if not isinstance(data, dict):
         return "expected key=value pairs, a YAML/JSON mapping, or @FILE holding one"
     return None
+
+
+def extra_vars_secrets(values: list[str]) -> set[str]:
+    """The values of ``-e`` variables named like secrets (``*_password``, ``*_token``...): the
+    run's scrubber masks them in the terminal and the record, as it masks the inventory's."""
+    from mlops_provision.secrets import secret_values
+
+    found: list[dict] = []
+    for value in values:
+        try:
+            data = _read_extra_vars(value)
+        except Exception:  # refused earlier (check_playbook_args)
+            continue
+        if isinstance(data, dict):
+            found.append(data)
+    return set(secret_values(found))

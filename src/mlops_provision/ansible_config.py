@@ -17,16 +17,26 @@ from functools import lru_cache
 from pathlib import Path
 
 #: Settings the toolkit's playbooks need as they are (where the roles, modules and module_utils
-#: live, the inventory given with -i, handlers run after a failure, facts gathered once per
-#: run): an admin's value for one of these is not used, and the run says so.
+#: live, handlers run after a failure, facts gathered once per run, events without colour
+#: codes): an admin's value for one of these is not used, and the run says so.
 TOOLKIT_SETTINGS: frozenset[str] = frozenset({
-    "DEFAULT_ROLES_PATH", "DEFAULT_MODULE_PATH", "DEFAULT_MODULE_UTILS_PATH", "DEFAULT_HOST_LIST",
+    "DEFAULT_ROLES_PATH", "DEFAULT_MODULE_PATH", "DEFAULT_MODULE_UTILS_PATH",
     "DEFAULT_FORCE_HANDLERS", "DEFAULT_GATHERING", "RETRY_FILES_ENABLED", "DEFAULT_STDOUT_CALLBACK",
-    "DEFAULT_ACTION_PLUGIN_PATH", "DEFAULT_FILTER_PLUGIN_PATH",
-    # the vault password file: the command reads it from the admin's file (AdminConfig) and
-    # hands it to every process it starts, resolved
-    "DEFAULT_VAULT_PASSWORD_FILE",
+    "DEFAULT_ACTION_PLUGIN_PATH", "DEFAULT_FILTER_PLUGIN_PATH", "ANSIBLE_FORCE_COLOR", "ANSIBLE_NOCOLOR",
+    # a prompt inside ansible-playbook would wait forever: the command asks (-J, --vault-id
+    # LABEL@prompt) or reads a password file (ANSIBLE_BECOME_PASSWORD_FILE, the vault)
+    "DEFAULT_ASK_PASS", "DEFAULT_BECOME_ASK_PASS", "DEFAULT_ASK_VAULT_PASS",
 })
+
+#: Settings the command itself reads from the admin's file and hands on resolved: the
+#: inventory (when no -i is given) and the vault secrets (when no vault option is given).
+USED_BY_THE_COMMAND: frozenset[str] = frozenset({
+    "DEFAULT_HOST_LIST", "DEFAULT_VAULT_PASSWORD_FILE", "DEFAULT_VAULT_IDENTITY_LIST",
+    "DEFAULT_VAULT_IDENTITY",
+})
+
+#: Value types Ansible resolves against the configuration file's directory.
+PATH_TYPES = ("path", "pathspec", "pathlist", "tmppath", "tmp")
 
 #: The plugins whose settings an admin's file may hold (connection and become).
 PLUGINS: tuple[tuple[str, str], ...] = (("connection", "ssh"), ("connection", "paramiko_ssh"),
@@ -41,12 +51,15 @@ class AdminConfig:
     env: dict[str, str] = field(default_factory=dict)  # ANSIBLE_* -> value, as written
     taken: list[str] = field(default_factory=list)  # "section.key" taken
     kept_ours: list[str] = field(default_factory=list)  # "section.key" the toolkit keeps
+    used: list[str] = field(default_factory=list)  # "section.key" the command reads itself
     #: its vault_password_file, resolved as Ansible resolves it (relative to the file); the
     #: command uses it when no vault option is given
     vault_password_file: Path | None = None
     #: its inventory (resolved likewise): the sources when neither -i nor ANSIBLE_INVENTORY
     #: is given, as for ansible-playbook
     inventory: list[Path] = field(default_factory=list)
+    #: its vault_identity_list (label@source, sources resolved likewise)
+    vault_ids: list[str] = field(default_factory=list)
 
 
 def _definitions() -> list[dict]:
@@ -81,12 +94,23 @@ def admin_config_file(environ: dict[str, str] | None = None) -> Path | None:
     return Path(found) if found else None
 
 
+def _env_value(value: object, kind: str | None) -> str:
+    """A resolved setting as its environment variable spells it."""
+    if isinstance(value, list | tuple):
+        sep = os.pathsep if kind in ("pathspec", "pathlist") else ","
+        return sep.join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)
+
+
 @lru_cache(maxsize=8)
 def _read(file: Path, ours: Path) -> AdminConfig:
     out = AdminConfig(file)
     if file.resolve() == ours.resolve():
         return out  # run from the project's own directory: ours is the admin's
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    # as Ansible reads it: ';' starts an inline comment, '#' only a whole line
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
     try:
         parser.read(file)
     except configparser.Error:
@@ -95,14 +119,22 @@ def _read(file: Path, ours: Path) -> AdminConfig:
 
     try:
         manager = ConfigManager(str(file))
-        vault = manager.get_config_value("DEFAULT_VAULT_PASSWORD_FILE")
-        origin = manager.get_config_value_and_origin("DEFAULT_HOST_LIST")[1]
-        inventory = manager.get_config_value("DEFAULT_HOST_LIST") if origin == str(file) else []
     except Exception:  # Ansible reports a broken file itself
-        vault, inventory = None, []
+        return out
+
+    def resolved(name: str) -> object:
+        value, origin = manager.get_config_value_and_origin(name)
+        return value if origin == str(file) else None
+
+    vault = resolved("DEFAULT_VAULT_PASSWORD_FILE")
     if vault:
         out.vault_password_file = Path(str(vault))
-    out.inventory = [Path(str(p)) for p in inventory or []]
+    out.inventory = [Path(str(p)) for p in resolved("DEFAULT_HOST_LIST") or []]
+    for identity in resolved("DEFAULT_VAULT_IDENTITY_LIST") or []:
+        label, sep, source = str(identity).partition("@")
+        if sep and source != "prompt" and not os.path.isabs(source):
+            source = str(file.parent / source)  # as Ansible reads it: next to the file
+        out.vault_ids.append(f"{label}@{source}" if sep else str(identity))
     for definition in _definitions():
         env = [e["name"] for e in definition.get("env") or [] if e.get("name")]
         for ini in definition.get("ini") or []:
@@ -110,11 +142,20 @@ def _read(file: Path, ours: Path) -> AdminConfig:
             if not (section and key and parser.has_option(section, key)) or not env:
                 continue
             where = f"{section}.{key}"
-            if definition["setting"] in TOOLKIT_SETTINGS:
-                if where not in out.kept_ours:
-                    out.kept_ours.append(where)
+            setting = definition["setting"]
+            if setting in TOOLKIT_SETTINGS or setting in USED_BY_THE_COMMAND:
+                listed = out.kept_ours if setting in TOOLKIT_SETTINGS else out.used
+                if where not in listed:
+                    listed.append(where)
                 continue
-            out.env.setdefault(env[0], parser.get(section, key))
+            if any(name in os.environ for name in env):
+                continue  # the admin's environment wins over the file, as in Ansible
+            value: object = parser.get(section, key)
+            if definition.get("type") in PATH_TYPES and "." not in setting:  # base settings: resolved
+                value = _env_value(manager.get_config_value(setting), definition.get("type"))
+            elif definition.get("type") in PATH_TYPES and not os.path.isabs(str(value)):
+                value = str(file.parent / str(value))
+            out.env.setdefault(env[0], str(value))
             if where not in out.taken:
                 out.taken.append(where)
     return out

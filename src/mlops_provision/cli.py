@@ -13,7 +13,7 @@ import click
 from rich.table import Table
 
 from mlops_provision import __version__
-from mlops_provision.ansible_args import PlaybookArgs, SiteArgs, playbook_options, site_options
+from mlops_provision.ansible_args import PlaybookArgs, SiteArgs, extra_vars_secrets, playbook_options, site_options
 from mlops_provision.errors import exit_for
 from mlops_provision.progress import fit_title, output_console
 from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED
@@ -65,6 +65,9 @@ def _announce_admin_config() -> None:
     admin = admin_config(paths.project_root() / "ansible.cfg")
     if admin.taken:
         err.print(f"settings from {admin.file}: {', '.join(admin.taken)}", highlight=False, markup=False)
+    if admin.used:
+        err.print(f"read from {admin.file} by mlops-provision itself: {', '.join(admin.used)}",
+                  highlight=False, markup=False)
     if admin.kept_ours:
         err.print(f"not taken from {admin.file} (the toolkit's own, docs/cli.md): "
                   f"{', '.join(admin.kept_ours)}", highlight=False, markup=False)
@@ -159,7 +162,7 @@ def up(site: SiteArgs, limit: str | None, run: PlaybookArgs, output: str) -> Non
         summary = run_playbook(inventory, verb="check" if run.check else "up", limit=limit,
                                tags=run.tags, check=run.check, vault_password_file=site.vault_password_file,
                                on_change=progress.update, args=run.cmdline(), verbosity=run.verbosity,
-                               echo=echo)
+                               echo=echo, extra_secrets=tuple(extra_vars_secrets(run.extra_vars)))
     if output == "json":
         click.echo(reports.run_json(summary))
     else:
@@ -236,12 +239,12 @@ def drift(site: SiteArgs, limit: str | None, junit: Path | None,
     if history:
         sys.exit(command.print_history(site.path, output))
     vault_password_file = site.vault_password_file
-    site = _load_or_exit(site, limit)  # bad input: exit 2, no host touched
+    given, site = site, _load_or_exit(site, limit)  # bad input: exit 2, no host touched
     if install_timer or uninstall_timer:
-        if len(site.sources) > 1 or site.vault_ids:
+        if len(given.sources) > 1 or given.vault_ids:
             raise click.UsageError("the drift timer takes one inventory (-i) and a vault password "
                                    "file (--vault-password-file): it runs unattended")
-        sys.exit(command.schedule(site.path, vault_password_file, limit, every, install_timer, unit_dir))
+        sys.exit(command.schedule(given.path, vault_password_file, limit, every, install_timer, unit_dir))
     sys.exit(command.run(site, vault_password_file, limit, output, junit, prometheus))
 
 

@@ -453,6 +453,10 @@ def ansible_env(vault_password_file: Path | None = None) -> dict[str, str]:
         # installed in, also when it is called as .venv/bin/mlops-provision without activation.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
     })
+    # Host keys are checked unless the admin says otherwise (ansible.cfg, the environment, or
+    # ansible_host_key_checking per host): ansible-runner would switch it off.
+    if "ANSIBLE_HOST_KEY_CHECKING" not in os.environ:
+        env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "True")
     if vault_password_file:
         env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(Path(vault_password_file).resolve())
     if "ANSIBLE_STRATEGY" not in os.environ and "ANSIBLE_STRATEGY" not in env:

@@ -236,3 +236,55 @@ def test_in_a_site_made_by_init_its_ansible_cfg_names_the_inventory_and_the_vaul
     run = CliRunner().invoke(main, ["validate"])
     assert run.exit_code == 0, run.output
     assert "hosts.yml: valid (1 host(s): node1)" in run.output
+
+
+def test_drift_timer_takes_one_inventory_and_a_password_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_provision.drift import timer
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(timer, "_systemctl", lambda *args: calls.append(args))
+    inv = local_site(tmp_path / "site")
+    (tmp_path / "pw").write_text("pw\n")
+    units = tmp_path / "units"
+    units.mkdir()
+    cli = CliRunner()
+    run = cli.invoke(main, ["drift", "-i", str(inv), "--vault-password-file", str(tmp_path / "pw"),
+                            "--install-timer", "--every", "1h", "--unit-dir", str(units)])
+    assert run.exit_code == 0, run.output
+    (service,) = units.glob("*.service")
+    assert f"drift -i {inv.resolve()}" in service.read_text() and calls
+    other = local_site(tmp_path / "other")
+    two = cli.invoke(main, ["drift", "-i", str(inv), "-i", str(other), "--install-timer", "--unit-dir", str(units)])
+    assert two.exit_code == 2 and "one inventory" in two.output
+
+
+def test_repeated_tags_add_up_and_a_typed_secret_in_extra_vars_is_masked(tmp_path: Path) -> None:
+    from mlops_provision.ansible_args import extra_vars_secrets
+
+    run = CliRunner().invoke(main, ["up", "-i", str(local_site(tmp_path)), "-t", "base", "-t", "nosuch"])
+    assert run.exit_code == 2 and "'nosuch'" in run.output and "'base'" not in run.output.split("expected")[0]
+    assert extra_vars_secrets(['{"mlflow_admin_password": "s3cret-typed", "word": "plain"}',
+                               "api_token=t0ken-typed other=x"]) == {"s3cret-typed", "t0ken-typed"}
+    bad = check_playbook_args(PlaybookArgs(extra_vars=['{"db_password": "leak-me"']))
+    assert bad and "leak-me" not in bad[0] and "--extra-vars #1" in bad[0]
+
+
+def test_the_admins_environment_wins_over_the_file_paths_resolve_and_prompts_stay_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_provision import ansible_config
+
+    admin = tmp_path / "admin"
+    admin.mkdir()
+    (admin / "ansible.cfg").write_text("[defaults]\ntimeout = 42 ; a comment\nprivate_key_file = keys/id\n"
+                                       "become_ask_pass = True\nask_vault_pass = True\n")
+    monkeypatch.chdir(admin)
+    monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
+    monkeypatch.setenv("ANSIBLE_TIMEOUT", "99")
+    ansible_config._read.cache_clear()
+    env = runner.child_env(dict(os.environ), runner.ansible_env())
+    assert env["ANSIBLE_TIMEOUT"] == "99"  # as in Ansible: the environment over the file
+    assert env["ANSIBLE_PRIVATE_KEY_FILE"] == str(admin / "keys" / "id")  # next to the file, as Ansible reads it
+    assert "ANSIBLE_BECOME_ASK_PASS" not in env and "ANSIBLE_ASK_VAULT_PASS" not in env  # no prompt inside the run
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"  # ansible-runner would turn it off
+    ansible_config._read.cache_clear()

@@ -72,6 +72,16 @@ base_apt_cache_valid_time=3600
 base_manage_hostname=False
 """
 
+INI_EDGES = """\
+[cpu_workers]
+node1 base_apt_cache_valid_time=60 ansible_connection=local
+[2001:db8::1]:2222 ansible_connection=local
+node1 base_packages="['curl', 'jq']"
+
+[cpu_workers:vars]
+base_ntp_servers="('ntp1.example.com', 'ntp2.example.com')"
+"""
+
 NO_ADDRESS = """\
 all:
   children:
@@ -101,12 +111,13 @@ def corpus(root: Path) -> dict[str, list[Path]]:
     write("mixed/hosts", INI)  # INI without an extension
     write("mixed/zz-extra.yml", YAML_MORE)
     write("noaddr/hosts.yml", NO_ADDRESS)
+    write("ini-edges/hosts", INI_EDGES)
     a = write("two-sources/a/hosts.yml", YAML_MAIN)
     b = write("two-sources/b/hosts.ini", "[cpu_workers]\ncpu9 ansible_connection=local\n")
     write("two-sources/b/host_vars/cpu9.yml", "---\nbase_packages: [htop]\n")
     return {"dir-of-two-yaml-files": [root / "two-yaml"], "ini-file": [root / "ini" / "hosts.ini"],
             "dir-of-ini-and-yaml": [root / "mixed"], "hosts-without-ansible_host": [root / "noaddr"],
-            "two-sources": [a, b.parent]}
+            "two-sources": [a, b.parent], "ini-edge-cases": [root / "ini-edges" / "hosts"]}
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +147,7 @@ def members(listed: dict) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize("name", ["dir-of-two-yaml-files", "ini-file", "dir-of-ini-and-yaml",
-                                  "hosts-without-ansible_host", "two-sources"])
+                                  "hosts-without-ansible_host", "two-sources", "ini-edge-cases"])
 def test_the_site_model_sees_what_ansible_inventory_lists(sites: dict[str, list[Path]], name: str) -> None:
     sources = sites[name]
     site = load(sources)  # valid: no problem raised

@@ -113,6 +113,9 @@ def write_inventory(directory: Path, state: State, key: Path, site_vars: dict) -
                 "ansible_ssh_private_key_file": str(key),
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
                                            "-o UserKnownHostsFile=/dev/null",
+                # every `sandbox up` makes nodes with new host keys: not checked here (a real
+                # site's are: host_key_checking stays on)
+                "ansible_host_key_checking": False,
                 "base_extra_ca_certificates": sorted(glob.glob(HOST_CA_GLOB)),
                 **site_vars,
             },

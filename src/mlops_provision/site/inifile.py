@@ -15,6 +15,8 @@ from typing import Any
 from mlops_provision.site.yamlfile import LineDict, YamlError
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[;#].*)?$")
+#: A host line that starts like a section: an IPv6 address with a port, [2001:db8::1]:2222
+_IPV6_HOST = re.compile(r"^\[[0-9A-Fa-f:.]+\](?::\d+)?(?:\s|$)")
 
 
 def _value(text: str) -> Any:
@@ -23,9 +25,21 @@ def _value(text: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
-            return ast.literal_eval(text)
+            value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
+    return _coerce(value)
+
+
+def _coerce(value: Any) -> Any:
+    """As Ansible coerces literals: tuples and sets become lists, bytes text."""
+    if isinstance(value, tuple | set | frozenset | list):
+        return [_coerce(v) for v in value]
+    if isinstance(value, dict):
+        return {_coerce(k): _coerce(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 def _group(groups: LineDict, name: str, line: int) -> LineDict:
@@ -57,7 +71,7 @@ def parse(text: str) -> LineDict:
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
-        if line.startswith("["):
+        if line.startswith("[") and not _IPV6_HOST.match(line):
             match = _SECTION.match(line)
             if not match:
                 raise YamlError(f"invalid INI section header {line!r} at line {number}: expected "
@@ -107,8 +121,13 @@ def parse(text: str) -> LineDict:
                 hostvars[key] = _value(value)
                 hostvars.lines[key] = number
             hosts = _child(body, "hosts", number)
-            hosts[tokens[0]] = hostvars or None
-            hosts.lines[tokens[0]] = number
+            earlier = hosts.get(tokens[0])
+            if isinstance(earlier, LineDict):  # listed again: Ansible merges its variables
+                earlier.update(hostvars)
+                earlier.lines.update(hostvars.lines)
+            else:
+                hosts[tokens[0]] = hostvars or None
+                hosts.lines.setdefault(tokens[0], number)
     # a group only named as a child of another is not also a child of all (it would be read twice)
     for name in nested:
         if name in groups and groups[name] is bodies.get(name) and _only_nested(name, bodies):

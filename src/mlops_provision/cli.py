@@ -402,6 +402,9 @@ def sandbox() -> None:
     """A local sandbox of real test hosts (systemd containers or QEMU VMs) behind SSH."""
 
 
+release_option = click.option(
+    "--release", type=click.Choice(["12", "13"]), default="12", show_default=True,
+    help="Debian release of the nodes (the roles support 12 today; 13 is for trying them out).")
 site_option = click.option("--site", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
                            show_default=True, help="Site directory; the sandbox lives in "
                            "SITE/.mlops-provision/sandbox.")
@@ -412,12 +415,13 @@ site_option = click.option("--site", type=click.Path(file_okay=False, path_type=
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(min=1),
               help="Number of nodes (containers: up to 200; VMs: up to 9).")
 @click.option("--kind", type=click.Choice(["container", "vm"]), default="container", show_default=True)
-def sandbox_up(site: Path, nodes: int, kind: str) -> None:
+@release_option
+def sandbox_up(site: Path, nodes: int, kind: str, release: str) -> None:
     """Start N sandbox nodes and write their inventory."""
     from mlops_provision.sandbox import Sandbox
 
     box = Sandbox(site, log=lambda m: err.print(m, highlight=False, markup=False))
-    box.up(nodes=nodes, kind=kind)  # errors: exit codes via _Main (sandbox/errors)
+    box.up(nodes=nodes, kind=kind, release=release)  # errors: exit codes via _Main (sandbox/errors)
     _print_status(box)
     click.echo(f"inventory: {box.inventory}")
 
@@ -435,12 +439,13 @@ def _print_status(box) -> None:
 
 @sandbox.command("image")
 @click.option("--kind", type=click.Choice(["container", "vm"]), default="container", show_default=True)
-def sandbox_image(kind: str) -> None:
+@release_option
+def sandbox_image(kind: str, release: str) -> None:
     """Build the sandbox image if needed and print it (podman tag, or the VM base disk)."""
     from mlops_provision.sandbox import build_image
 
     log = lambda m: err.print(m, highlight=False, markup=False)  # noqa: E731
-    click.echo(build_image(kind, log))  # errors: exit codes via _Main (sandbox/errors)
+    click.echo(build_image(kind, log, release=release))  # errors: exit codes via _Main (sandbox/errors)
 
 
 @sandbox.command("status")

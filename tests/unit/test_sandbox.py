@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
@@ -191,3 +192,21 @@ def test_container_nodes_need_inotify_instances(tmp_path: Path) -> None:
     with pytest.raises(SandboxBadInput) as err:
         backend.check_host(fits + 1)
     assert "fs.inotify.max_user_instances" in err.value.hint and err.value.exit_code == 2
+
+
+def test_each_debian_release_has_its_own_image_and_a_sandbox_keeps_its_release(tmp_path: Path) -> None:
+    from mlops_provision.sandbox.errors import SandboxBadInput
+    from mlops_provision.sandbox.image import RELEASES, image_for
+
+    twelve, thirteen = image_for(release="12"), image_for(release="13")
+    assert (twelve.recipe.suite, thirteen.recipe.suite) == ("bookworm", "trixie") == (RELEASES["12"], RELEASES["13"])
+    assert twelve.tag != thirteen.tag and twelve.root.name.startswith("debian12-")
+    assert thirteen.root.name.startswith("debian13-")
+    box = Sandbox(tmp_path)
+    box.dir.mkdir(parents=True)
+    State(kind="container", image="x", release="12",
+          nodes=[Node(name="node1", ssh_port=1, address="10.0.0.1", groups=[])]).save(box.state_file)
+    with pytest.raises(SandboxBadInput, match="Debian 12"):
+        box.check_request(1, "container", "13")
+    with pytest.raises(SandboxBadInput, match="unknown Debian release '11'"):
+        box.check_request(1, "container", "11")

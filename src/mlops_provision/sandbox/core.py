@@ -15,7 +15,13 @@ from pathlib import Path
 from mlops_provision.sandbox.backend import Backend
 from mlops_provision.sandbox.containers import ContainerBackend
 from mlops_provision.sandbox.errors import SandboxBadInput, SandboxError, SandboxUnreachable
-from mlops_provision.sandbox.image import ensure_container_image, ensure_vm_image, image_for
+from mlops_provision.sandbox.image import (
+    DEFAULT_RELEASE,
+    RELEASES,
+    ensure_container_image,
+    ensure_vm_image,
+    image_for,
+)
 from mlops_provision.sandbox.model import PUBLISHED, STATE_FILE, Node, State, free_port, node_groups
 from mlops_provision.sandbox.site_inventory import (
     GROUP_SECRETS,
@@ -73,12 +79,19 @@ def _image_step(step: Callable[[], object]):
         raise SandboxError(f"building the sandbox image: {exc}") from exc
 
 
-def build_image(kind: str, log: Callable[[str], None] = print) -> str:
-    """Build the sandbox image of this kind if needed; returns the podman tag or the VM base disk."""
+def _release(release: str) -> str:
+    if release not in RELEASES:
+        raise SandboxBadInput(f"unknown Debian release {release!r}: expected one of {', '.join(RELEASES)}")
+    return release
+
+
+def build_image(kind: str, log: Callable[[str], None] = print, release: str = DEFAULT_RELEASE) -> str:
+    """Build the sandbox image of this kind and Debian release if needed; returns the podman tag
+    or the VM base disk."""
     if kind not in BACKENDS:
         raise SandboxBadInput(f"unknown sandbox kind {kind!r}: expected one of {', '.join(KINDS)}")
     _require_host_packages(kind)
-    image = image_for()
+    image = image_for(release=_release(release))
     if kind == "container":
         return _image_step(lambda: ensure_container_image(image, log))
     return str(_image_step(lambda: ensure_vm_image(image, log)).base_disk)
@@ -118,7 +131,7 @@ class Sandbox:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                             "mlops-provision-sandbox", "-f", str(self.key)], check=True)
 
-    def check_request(self, nodes: int, kind: str) -> Backend:
+    def check_request(self, nodes: int, kind: str, release: str = DEFAULT_RELEASE) -> Backend:
         """Refuse what cannot work before anything starts (SandboxBadInput, exit 2)."""
         if kind not in BACKENDS:
             raise SandboxBadInput(f"unknown sandbox kind {kind!r}: expected one of {', '.join(KINDS)}")
@@ -130,11 +143,12 @@ class Sandbox:
                                   hint=f"({backend.max_nodes_reason})")
         _require_host_packages(kind)
         backend.check_host(nodes)
+        _release(release)
         current = self.state()
-        if current and (current.kind != kind or len(current.nodes) != nodes):
+        if current and (current.kind != kind or len(current.nodes) != nodes or current.release != release):
             raise SandboxBadInput(
-                f"a {current.kind} sandbox with {len(current.nodes)} node(s) is already up in {self.dir}",
-                hint="run `mlops-provision sandbox down` first")
+                f"a {current.kind} sandbox with {len(current.nodes)} Debian {current.release} node(s) is "
+                f"already up in {self.dir}", hint="run `mlops-provision sandbox down` first")
         others = backend.conflicts()
         if others:  # container sandboxes share one podman network and its addresses
             sites = ", ".join(sorted(str(Path(o).parent.parent) for o in others))
@@ -143,16 +157,16 @@ class Sandbox:
                                   hint="stop it first with `mlops-provision sandbox down --site SITE`")
         return backend
 
-    def up(self, nodes: int = 3, kind: str = "container") -> State:
-        backend = self.check_request(nodes, kind)
+    def up(self, nodes: int = 3, kind: str = "container", release: str = DEFAULT_RELEASE) -> State:
+        backend = self.check_request(nodes, kind, release)
         current = self.state()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._ensure_key()
-        image = image_for()
+        image = image_for(release=release)
         t0 = time.monotonic()
         _image_step(lambda: backend.ensure_image(image, self.log))
         self.log(f"image ready ({image.recipe.digest()}) in {time.monotonic() - t0:.0f} s")
-        state = current or State(kind=kind, image=image.recipe.digest())
+        state = current or State(kind=kind, image=image.recipe.digest(), release=release)
         if not state.nodes:
             taken: set[int] = set()
             state.nodes = [Node(name=f"node{i}", ssh_port=free_port(taken), address=backend.node_address(i),

@@ -1,4 +1,5 @@
-"""The sandbox's Debian 12 image: one debootstrap rootfs, cached, rebuilt when its recipe changes.
+"""The sandbox's Debian image (12 by default, or 13): one debootstrap rootfs per release, cached,
+rebuilt when its recipe changes.
 
 The same rootfs becomes a podman image (systemd containers) and a qcow2 base disk plus
 kernel/initrd (QEMU VMs), so both sandbox kinds run exactly the same userland.
@@ -19,7 +20,11 @@ from pathlib import Path
 from mlops_provision.paths import cache_dir
 
 FILES = Path(__file__).resolve().parent / "files"
-SUITE = "bookworm"
+#: The Debian releases the sandbox builds, by number, and their suites.
+RELEASES: dict[str, str] = {"12": "bookworm", "13": "trixie"}
+#: The release the roles support today (their meta/main.yml platforms): the sandbox's default.
+DEFAULT_RELEASE = "12"
+SUITE = RELEASES[DEFAULT_RELEASE]
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "udev", "kmod", "e2fsprogs",
     "python3", "python3-apt", "sudo", "ca-certificates", "iproute2",
@@ -89,9 +94,15 @@ class Image:
 Log = Callable[[str], None]
 
 
-def image_for(recipe: Recipe | None = None) -> Image:
-    recipe = recipe or Recipe()
-    return Image(recipe, cache_dir() / "images" / f"debian12-{recipe.digest()}")
+def release_of(suite: str) -> str:
+    return next((number for number, name in RELEASES.items() if name == suite), suite)
+
+
+def image_for(recipe: Recipe | None = None, release: str | None = None) -> Image:
+    """The image of ``recipe``, or of the default recipe for ``release`` ("12", "13")."""
+    if recipe is None:
+        recipe = Recipe(suite=RELEASES[release or DEFAULT_RELEASE])
+    return Image(recipe, cache_dir() / "images" / f"debian{release_of(recipe.suite)}-{recipe.digest()}")
 
 
 def _run(cmd: list[str], log: Log, **kw) -> None:

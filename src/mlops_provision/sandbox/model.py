@@ -41,6 +41,7 @@ class State:
     image: str
     nodes: list[Node] = field(default_factory=list)
     network: str = ""
+    release: str = "12"  # Debian's release number (state files from before it: 12)
 
     @classmethod
     def load(cls, path: Path) -> State | None:

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mlops_provision.progress import fit_title, output_console
+from mlops_provision.progress import fit_title, on_terminal, output_console
 from mlops_provision.runner import RunSummary
 from mlops_provision.verify import NO_ROLE, CheckResult, VerifyReport
 
@@ -127,13 +127,19 @@ def print_run(summary: RunSummary, console: Console | None = None) -> None:
         every = {h for h, roles in summary.changed_tasks.items() if roles}
         console.print()
         console.print(Text("WOULD CHANGE" if summary.check else "CHANGED", style="bold yellow"))
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="fold")
-        for role, hosts, tasks in changed:
-            grid.add_row(Text(f"  {role} ") + Text(f"({hosts_label(hosts, every)})", style="bold") + Text(":"),
-                         Text("; ".join(short_task(t, role) for t in tasks)))
-        console.print(grid)
+        rows = [(Text(f"  {role} ") + Text(f"({hosts_label(hosts, every)})", style="bold") + Text(":"),
+                 Text("; ".join(short_task(t, role) for t in tasks))) for role, hosts, tasks in changed]
+        if on_terminal(console):  # the tasks folded under their column
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
+            for label, tasks in rows:
+                grid.add_row(label, tasks)
+            console.print(grid)
+        else:  # a log: whole lines, labels aligned, no padding after them
+            width = max(label.cell_len for label, _ in rows)
+            for label, tasks in rows:
+                _line(console, label + Text(" " * (width - label.cell_len + 1)) + tasks)
 
     attention = attention_lines(summary)
     if attention:

@@ -146,6 +146,9 @@ def test_human_summary_of_a_run(fake_run):
         ["Preflight", "2.0s"], ["Base", "|", "Common", "node", "setup", "1m00s"], ["MLflow", "layer", "10s"]]
     assert lines[-1] == f"exit 0; run record: {summary.run_dir}"
     assert "WOULD CHANGE" not in out and out.count("Configure chrony") == 1
+    # a log gets whole lines with nothing padded after them (a grid pads every row to the longest)
+    changed_lines = out.splitlines()[changed + 1:changed + 4]
+    assert all(line == line.rstrip() for line in changed_lines), changed_lines
 
 
 def test_check_mode_lists_what_would_change_and_hosts_alike_together():

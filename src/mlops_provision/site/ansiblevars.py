@@ -9,6 +9,7 @@ as ``ansible_become_passwd`` leaves sudo without its password)."""
 from __future__ import annotations
 
 import re
+import warnings
 from functools import lru_cache
 
 #: Ansible's documented pattern: the interpreter of a module language on the node.
@@ -55,7 +56,10 @@ def known() -> frozenset[str]:
                             (shell_loader, SHELL_PLUGINS)):
         for name in dict.fromkeys(plugins):
             try:
-                plugin = loader.get(name, class_only=True)
+                with warnings.catch_warnings():  # the ssh plugin's import warns about DSA keys
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.filterwarnings("ignore", message=".*DSA.*")
+                    plugin = loader.get(name, class_only=True)
             except Exception:  # a collection that is not installed: nothing to learn from it
                 plugin = None
             if plugin is None:

@@ -191,18 +191,14 @@ def verify_matrix(report: VerifyReport) -> Table:
     roles = sorted({role for cells in matrix.values() for role in cells})
     table = Table(title=f"mlops-provision verify: {len(hosts)} host(s), {len(roles)} role(s)",
                   title_justify="left")
-    if len(hosts) <= MATRIX_HOST_COLUMNS:
-        table.add_column("role", no_wrap=True)
-        for host in hosts:
-            table.add_column(host, justify="right", overflow="fold")
-        for role in roles:
-            table.add_row(role, *(_cell(matrix.get(host, {}).get(role)) for host in hosts))
-        return fit_title(table)
-    table.add_column("host", no_wrap=True)
-    for role in roles:
-        table.add_column(role, justify="right", overflow="fold")
-    for host in hosts:
-        table.add_row(host, *(_cell(matrix.get(host, {}).get(role)) for role in roles))
+    by_role = len(hosts) <= MATRIX_HOST_COLUMNS
+    first, rows, columns = ("role", roles, hosts) if by_role else ("host", hosts, roles)
+    table.add_column(first, no_wrap=True)
+    for column in columns:
+        table.add_column(column, justify="right", overflow="fold")
+    for row in rows:
+        cells = ((column, row) if by_role else (row, column) for column in columns)  # (host, role)
+        table.add_row(row, *(_cell(matrix.get(host, {}).get(role)) for host, role in cells))
     return fit_title(table)
 
 

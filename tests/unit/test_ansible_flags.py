@@ -115,17 +115,25 @@ def test_extra_vars_skip_tags_diff_and_verbosity_reach_ansible_playbook(tmp_path
     assert "-old" in shown and "+from -e" in shown, shown  # --diff, shown by -v
 
 
-def test_the_admins_ansible_cfg_reaches_the_run_but_not_what_the_toolkit_keeps(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def admin_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
+    """An admin's ansible.cfg in the working directory, as Ansible would find it."""
     from mlops_provision import ansible_config
 
     admin = tmp_path / "admin"
     admin.mkdir()
-    (admin / "ansible.cfg").write_text("[defaults]\ntimeout = 42\nremote_user = deploy\nroles_path = /elsewhere\n"
-                                       "[ssh_connection]\nssh_args = -o ProxyJump=bastion.example.internal\n")
+    (admin / "ansible.cfg").write_text(text)
     monkeypatch.chdir(admin)
     monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
     ansible_config._read.cache_clear()
+    return admin
+
+
+def test_the_admins_ansible_cfg_reaches_the_run_but_not_what_the_toolkit_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_provision import ansible_config
+
+    admin_cfg(tmp_path, monkeypatch, "[defaults]\ntimeout = 42\nremote_user = deploy\nroles_path = /elsewhere\n"
+                                     "[ssh_connection]\nssh_args = -o ProxyJump=bastion.example.internal\n")
     env = runner.ansible_env()
     assert env["ANSIBLE_TIMEOUT"] == "42" and env["ANSIBLE_REMOTE_USER"] == "deploy"
     assert env["ANSIBLE_SSH_ARGS"] == "-o ProxyJump=bastion.example.internal"
@@ -273,15 +281,10 @@ def test_the_admins_environment_wins_over_the_file_paths_resolve_and_prompts_sta
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlops_provision import ansible_config
 
-    admin = tmp_path / "admin"
-    admin.mkdir()
-    (admin / "ansible.cfg").write_text("[defaults]\ntimeout = 42 ; a comment\nprivate_key_file = keys/id\n"
-                                       "become_ask_pass = True\nask_vault_pass = True\n")
-    monkeypatch.chdir(admin)
-    monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
     monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
     monkeypatch.setenv("ANSIBLE_TIMEOUT", "99")
-    ansible_config._read.cache_clear()
+    admin = admin_cfg(tmp_path, monkeypatch, "[defaults]\ntimeout = 42 ; a comment\nprivate_key_file = keys/id\n"
+                                             "become_ask_pass = True\nask_vault_pass = True\n")
     env = runner.child_env(dict(os.environ), runner.ansible_env())
     assert env["ANSIBLE_TIMEOUT"] == "99"  # as in Ansible: the environment over the file
     assert env["ANSIBLE_PRIVATE_KEY_FILE"] == str(admin / "keys" / "id")  # next to the file, as Ansible reads it

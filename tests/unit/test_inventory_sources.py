@@ -182,14 +182,19 @@ def test_an_ini_problem_names_its_file_and_line(tmp_path: Path) -> None:
     assert "expected int" in problem.expected
 
 
-def test_a_playbook_in_the_inventory_directory_is_named(tmp_path: Path) -> None:
-    """Ansible skips it with a warning; validate says where it is and what to do."""
+def test_files_ansible_skips_in_the_inventory_directory_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    """A playbook, the MLflow site CA's certificate and vault-encrypted key next to hosts.yml:
+    Ansible's plugins cannot read them and Ansible skips them; the site stays valid, each named
+    in a warning."""
     (tmp_path / "hosts.yml").write_text(YAML_MAIN)
     (tmp_path / "site.yml").write_text("- hosts: all\n  tasks: []\n")
-    with pytest.raises(InventoryInvalid) as info:
-        load(tmp_path)
-    (problem,) = info.value.problems
-    assert problem.file.endswith("site.yml") and "not an inventory" in problem.expected
+    (tmp_path / "mlflow-ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n"
+                                            "-----END CERTIFICATE-----\n")
+    (tmp_path / "mlflow-ca.key.vault").write_text("$ANSIBLE_VAULT;1.2;AES256;filter_default\n"
+                                                  "3432326539373866386638613737303465\n")
+    site = load(tmp_path)
+    assert site.hosts == sorted(members(ansible_inventory([tmp_path]))["all"])
+    assert sorted(Path(w.file).name for w in site.warnings) == ["mlflow-ca.crt", "mlflow-ca.key.vault", "site.yml"]
 
 
 def test_a_host_reached_by_name_needs_no_ansible_host(sites: dict[str, list[Path]]) -> None:

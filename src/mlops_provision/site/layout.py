@@ -161,6 +161,15 @@ class _Reader:
         self.inv = file
         if os.access(file, os.X_OK) and file.suffix not in (".yml", ".yaml", ".json", ".ini"):
             return  # an inventory script: Ansible runs it
+        if listed and not _ansible_parses(file) and not _meant_as_yaml_inventory(file):
+            # Ansible skips it with a warning (a certificate, a vault-encrypted key, a playbook
+            # next to the inventory): so does the line index, saying so
+            self.problems.warn(file, "inventory", "(inventory source)",
+                               f"not an inventory: Ansible skips this file of the inventory directory "
+                               f"{file.parent} (with a warning); expected only inventory files there, "
+                               "or hide others with a leading '.'")
+            self.layout.unparsed.append(file)
+            return
         if file.suffix not in (".yml", ".yaml", ".json"):
             try:
                 text = file.read_text(encoding="utf-8")
@@ -172,20 +181,6 @@ class _Reader:
                 data = None
             if not isinstance(data, dict) or file.suffix == ".ini":
                 self.ini(file, text)
-                return
-        elif listed:
-            try:
-                data, _ = yamlfile.parse(file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, yamlfile.YamlError):
-                data = None
-            if isinstance(data, list | str | int | float):  # a playbook, a note: not an inventory
-                self.problems.add(file, "inventory", "(top level)",
-                                  f"not an inventory ({type_name(data)}), yet in the "
-                                  f"inventory directory {file.parent}: Ansible would skip it with "
-                                  "a warning; expected a mapping with the single key 'all' (an "
-                                  "inventory) or INI: move other files out, or rename them with "
-                                  "a leading '.' or a .md/.txt extension")
-                self.layout.unparsed.append(file)
                 return
         ok, data, _ = self.read(file, "inventory")
         if not ok:
@@ -383,6 +378,60 @@ def read_layout(sources: list[Path], vault: Vault, problems: Problems, strict: b
     for base in bases:
         reader.vars_files(base, "host_vars", "host")
     return layout
+
+
+def _meant_as_yaml_inventory(file: Path) -> bool:
+    """``hosts.*``, or a YAML file that is broken (a syntax error) or a mapping: the admin's
+    inventory, whose problems are reported, not skipped."""
+    if file.stem == "hosts":  # the site's inventory by name: what is wrong with it is reported
+        return True
+    if file.suffix not in (".yml", ".yaml", ".json"):
+        return False
+    try:
+        data, _ = yamlfile.parse(file.read_text(encoding="utf-8"))
+    except yamlfile.YamlError:
+        return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict)
+
+
+def _ansible_parses(file: Path) -> bool:
+    """Whether one of Ansible's enabled inventory plugins reads ``file`` (as InventoryManager
+    tries them), on a scratch inventory: Ansible's answer, not ours."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.utils.display import Display
+
+    display = Display()
+    quiet, display.verbosity = display.verbosity, 0
+    try:
+        with _no_ansible_warnings():
+            return bool(InventoryManager(loader=DataLoader(), sources=[]).parse_source(str(file)))
+    except Exception:
+        return False
+    finally:
+        display.verbosity = quiet
+
+
+def _no_ansible_warnings():
+    """Ansible's "Unable to parse ... as an inventory source" is said by the caller instead."""
+    import contextlib
+
+    from ansible import constants as C
+
+    @contextlib.contextmanager
+    def off():
+        saved = C.INVENTORY_UNPARSED_WARNING if hasattr(C, "INVENTORY_UNPARSED_WARNING") else None
+        try:
+            if saved is not None:
+                C.INVENTORY_UNPARSED_WARNING = False
+            yield
+        finally:
+            if saved is not None:
+                C.INVENTORY_UNPARSED_WARNING = saved
+
+    return off()
 
 
 def _check_cycles(layout: Layout, problems: Problems) -> None:

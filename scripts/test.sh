@@ -18,8 +18,9 @@ ansible-lint --profile production --offline -q
 # The unit tests run beside the sandbox image build (below); then two lanes at once. A QEMU VM
 # under TCG keeps about one of the two cores busy (measured: 55 % user CPU during a VM converge),
 # so the VM module runs beside the rest instead of after it:
-#   containers: the container modules (one shared 3-node sandbox, converged once:
-#               tests/integration/conftest.py), then Molecule's role-level path (plain
+#   containers: the container modules (one shared 3-node Debian 12 sandbox, converged once:
+#               tests/integration/conftest.py; then test_debian13's own Debian 13 sandbox),
+#               then Molecule's role-level path (plain
 #               ansible-playbook under stock Ansible on Molecule's own inventory: converge,
 #               idempotence, verify on a podman container; never two container sandboxes at once);
 #   vm:         test_vm, the one VM converge (check/real agreement, reboot, Tang).
@@ -54,6 +55,7 @@ stage "sandbox image (built once, shared by the integration tests and Molecule)"
 MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container)
 export MLOPS_SANDBOX_IMAGE
 mlops-provision sandbox image --kind vm >/dev/null
+mlops-provision sandbox image --kind container --release 13 >/dev/null  # test_debian13's nodes
 stage "pytest and molecule, two lanes"
 lane containers containers &
 lane vm vms &

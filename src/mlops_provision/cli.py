@@ -404,7 +404,7 @@ def sandbox() -> None:
 
 release_option = click.option(
     "--release", type=click.Choice(["12", "13"]), default="12", show_default=True,
-    help="Debian release of the nodes (the roles support 12 today; 13 is for trying them out).")
+    help="Debian release of the nodes (the roles support both; Debian 13's kernel side is not yet proven on a VM).")
 site_option = click.option("--site", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
                            show_default=True, help="Site directory; the sandbox lives in "
                            "SITE/.mlops-provision/sandbox.")

@@ -31,8 +31,9 @@ MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
 # Modules that read the shared container sandbox, in the order they must run; other integration
 # modules follow them, the VM modules (their own hosts, minutes per converge) run last.
 MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers")
-# After every other reader: it takes a node of the shared sandbox over for good.
-AFTER_READERS = ("test_init_site",)
+# After every other reader, in this order: test_init_site takes a node of the shared sandbox
+# over for good; test_debian13 takes the shared sandbox down for its own Debian 13 nodes.
+AFTER_READERS = ("test_init_site", "test_debian13")
 LAST = ("test_vm",)
 
 
@@ -48,8 +49,8 @@ def pytest_collection_modifyitems(items):
         if path.stem in MODULE_ORDER:
             return 1 + MODULE_ORDER.index(path.stem)
         if path.stem in AFTER_READERS:
-            return 2 + len(MODULE_ORDER)
-        return 3 + len(MODULE_ORDER) if path.stem in LAST else 1 + len(MODULE_ORDER)
+            return 2 + len(MODULE_ORDER) + AFTER_READERS.index(path.stem)
+        return 2 + len(MODULE_ORDER) + len(AFTER_READERS) if path.stem in LAST else 1 + len(MODULE_ORDER)
 
     items.sort(key=rank)
 
@@ -124,13 +125,26 @@ def by_host(summary: dict) -> dict[str, dict]:
 
 # --------------------------------------------------------------------------- the shared container sandbox
 
+_SHARED: list[Path] = []  # the site of the shared container sandbox, once it is up
+
+
 @pytest.fixture(scope="session")
 def container_inventory(tmp_path_factory):
-    """The session's container sandbox (3 nodes), its own inventory; torn down at the session's end."""
+    """The session's container sandbox (3 nodes), its own inventory; torn down at the session's
+    end, or earlier by release_shared_sandbox."""
     site = tmp_path_factory.mktemp("site")
     inv = bring_up(site, 3, "container")
+    _SHARED.append(site)
     yield inv
     tear_down(site)
+
+
+def release_shared_sandbox() -> None:
+    """Take the shared container sandbox down (if this session brought it up), for a module that
+    needs its own container sandbox after every reader of the shared one has run."""
+    while _SHARED:
+        res = mp("sandbox", "down", "--site", _SHARED.pop())
+        assert res.rc == 0, res.stderr
 
 
 @pytest.fixture(scope="session")

@@ -53,9 +53,26 @@ def test_cuda_rules_only_for_hosts_running_cuda():
 
 
 def test_cdi_with_containerd_16_is_refused():
-    found = rules.problems({"containerd_cdi": True}, ALL)
-    assert keys(found) == ["containerd_cdi"]
+    found = rules.problems({"containerd_cdi": True, "ansible_distribution_release": "bookworm"}, ALL)
+    assert keys(found) == ["containerd_cdi"] and "containerd 1.6 (Debian 12 (bookworm))" in found[0][1]
+    assert keys(rules.problems({"containerd_cdi": True, "containerd_version": "1.6"}, ALL)) == ["containerd_cdi"]
     assert rules.problems({"containerd_cdi": True, "containerd_version": "1.7"}, ALL) == []
+    # the release's own series: Debian 13's 1.7 delivers CDI; a release the inventory does not
+    # name may be Debian 13 (the role stops a Debian 12 node before any change)
+    assert rules.problems({"containerd_cdi": True, "ansible_distribution_major_version": "13"}, ALL) == []
+    assert rules.problems({"containerd_cdi": True}, ALL) == []
+
+
+@pytest.mark.parametrize(("release", "version", "bad"), [
+    ({"ansible_distribution_release": "bookworm"}, "1.7", True),
+    ({"ansible_distribution_major_version": 13}, "1.6", True),
+    ({"ansible_distribution_release": "trixie"}, "1.7", False),
+    ({}, "1.6", False), ({}, "1.7", False), ({}, "2.0", True)])
+def test_containerd_version_is_what_the_release_carries(release, version, bad):
+    found = rules.problems({**release, "containerd_version": version}, ALL)
+    assert keys(found) == (["containerd_version"] if bad else []), found
+    if bad:
+        assert "carries" in found[0][1] and f"got {version}" in found[0][1]
 
 
 def test_secure_boot_on_needs_the_key_pair_in_the_vault():
@@ -69,12 +86,17 @@ def test_secure_boot_on_needs_the_key_pair_in_the_vault():
 
 
 def test_debian_source_needs_the_branch_debian_carries():
-    found = rules.problems({"nvidia_driver_source": "debian", "nvidia_driver_branch": "550"}, ALL)
+    found = rules.problems({"nvidia_driver_source": "debian", "nvidia_driver_branch": "545"}, ALL)
     assert keys(found) == ["nvidia_driver_branch"]
-    assert ("branch 550 is not in Debian's archive: Debian bookworm carries branch 535 only (the release "
-            "assumed: bookworm, what role nvidia_driver supports") in found[0][1]
-    assert 'expected nvidia_driver_branch "535" with nvidia_driver_source: debian' in found[0][1]
+    assert ("branch 545 is not in Debian's archive: Debian bookworm carries branch 535 only, Debian trixie "
+            "carries branch 550 only (the release assumed: bookworm and trixie, what role nvidia_driver "
+            "supports") in found[0][1]
+    assert 'expected nvidia_driver_branch "535" or "550" with nvidia_driver_source: debian' in found[0][1]
     assert rules.problems({"nvidia_driver_source": "debian"}, ALL) == []  # the default branch, 535
+    # where the inventory names the release, that release's branch only
+    found = rules.problems({"nvidia_driver_source": "debian", "nvidia_driver_branch": "550",
+                            "ansible_distribution_major_version": "12"}, ALL)
+    assert keys(found) == ["nvidia_driver_branch"] and "Debian bookworm carries branch 535 only" in found[0][1]
     assert rules.problems({"nvidia_driver_source": "nvidia", "nvidia_driver_branch": "550",
                            "cuda_toolkits": ["12.4"], "cuda_default": "12.4"}, ALL) == []
 
@@ -89,7 +111,7 @@ def test_the_debian_branches_are_the_roles_data():
     role = ROOT / "roles" / "nvidia_driver"
     table = yaml.safe_load((role / "vars" / "main.yml").read_text())["nvidia_driver_debian_branch"]
     assert rules.debian_branches() == table == {"bookworm": "535", "trixie": "550"}
-    assert rules.supported_releases() == ("bookworm",)
+    assert rules.supported_releases() == ("bookworm", "trixie")
     assert "nvidia_driver_debian_branch[ansible_facts['distribution_release']]" in (
         role / "tasks" / "source.yml").read_text(), "the role checks the node's release with the same table"
 
@@ -97,10 +119,11 @@ def test_the_debian_branches_are_the_roles_data():
 BAD_INPUT = [  # (line appended to group_vars/gpu_workers.yml of the example site, key named)
     ('nvidia_driver_source: nvidai', "nvidia_driver_source"),
     ('nvidia_driver_branch: "551"', "nvidia_driver_branch"),
-    ('nvidia_driver_source: debian', "nvidia_driver_branch"),
+    ('nvidia_driver_source: debian\nansible_distribution_release: bookworm', "nvidia_driver_branch"),
     ("nvidia_driver_secure_boot: on", "nvidia_driver_secure_boot"),
     ('cuda_default: "12.6"\ncuda_toolkits: ["12.6"]', "cuda_toolkits"),
-    ("containerd_cdi: true", "containerd_cdi"),
+    ("containerd_cdi: true\ncontainerd_version: \"1.6\"", "containerd_cdi"),
+    ("ansible_distribution_release: bookworm\ncontainerd_version: \"1.7\"", "containerd_version"),
     ('nvidia_driver_secure_boot: "on"', "nvidia_driver_mok_key"),
 ]
 

@@ -385,9 +385,12 @@ def test_role_vars_resolve_templates_of_os_vars_files() -> None:
     directory names the cluster) is resolved as include_vars resolves it, and so is a vars/main.yml
     value built on it."""
     inv = load(EXAMPLE, vault_password_file=EXAMPLE_VAULT)
-    seen = inv.role_vars("cp1", facts={"distribution": "Debian", "os_family": "Debian"})
-    assert seen["postgresql_os_config_dir"] == f"/etc/postgresql/15/{seen['postgresql_cluster_name']}"
-    assert seen["postgresql_conf_file"] == f"{seen['postgresql_os_config_dir']}/conf.d/60-mlops-provision.conf"
+    for release, version in (("12", "15"), ("13", "17")):  # the release's file after the family's
+        seen = inv.role_vars("cp1", facts={"distribution": "Debian", "os_family": "Debian",
+                                           "distribution_major_version": release})
+        assert seen["postgresql_os_config_dir"] == f"/etc/postgresql/{version}/{seen['postgresql_cluster_name']}"
+        assert seen["postgresql_conf_file"] == f"{seen['postgresql_os_config_dir']}/conf.d/60-mlops-provision.conf"
+        assert seen["postgresql_os_service"] == f"postgresql@{version}-main.service"
 
 
 def test_example_uses_documentation_addresses() -> None:

@@ -87,6 +87,8 @@ def _resolve_node(host, name: str) -> Node:
     in_container = host.run("systemd-detect-virt --container").rc == 0
     facts = {
         "distribution": distribution, "os_family": distribution,
+        "distribution_major_version": str(host.system_info.release or "").split(".")[0],
+        "distribution_release": host.system_info.codename or "",
         "fqdn": host.check_output("hostname --fqdn 2>/dev/null || hostname").strip() or name,
         "virtualization_tech_guest": ["container"] if in_container else [],
     }

@@ -90,8 +90,20 @@ def test_apt_mirror(host, node):
     """apt uses the site mirror"""
     if not node["base_apt_mirror"]:
         pytest.skip("base_apt_mirror is empty: the node keeps its own apt sources")
-    sources = host.file("/etc/apt/sources.list").content_string
-    assert f"deb {node['base_apt_mirror']} " in sources, "apt sources do not use base_apt_mirror"
+    path = node["base_os_apt_sources"]
+    sources = host.file(path).content_string
+    stanzas = [dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith("#"))
+               for block in sources.split("\n\n")]
+    release = host.system_info.codename
+    assert [s.get("URIs") for s in stanzas][:1] == [node["base_apt_mirror"]], f"{path} does not use base_apt_mirror"
+    assert all(s.get("Signed-By") == node["base_os_archive_keyring"] for s in stanzas), f"{path}: Signed-By missing"
+    assert {f"{release}-security", release} <= {x for s in stanzas for x in s.get("Suites", "").split()}, sources
+    legacy = [line for line in host.file("/etc/apt/sources.list").content_string.splitlines()
+              if line.strip() and not line.lstrip().startswith("#")]
+    assert not legacy, f"/etc/apt/sources.list still has sources: {legacy}"
+    res = host.run("apt-get indextargets --format '$(REPO_URI)' | sort -u")
+    assert res.rc == 0 and all(u.startswith(node["base_apt_mirror"].rstrip("/"))
+                               or "-security" in u for u in res.stdout.split()), res.stdout
 
 
 def test_hostname(host, node):
@@ -192,8 +204,9 @@ def test_apt_sources_d_only_ours(host, node):
     """apt sources.list.d holds only our and the distribution's sources"""
     from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
-    distro = set() if node["base_apt_mirror"] else {"debian.sources"}
-    found = strangers(host, "/etc/apt/sources.list.d", extra=distro)
+    name = node["base_os_apt_sources"].rsplit("/", 1)[-1]
+    mine = {name} if node["base_apt_mirror"] else set()
+    found = strangers(host, "/etc/apt/sources.list.d", ours=mine, extra={name} - mine)
     assert_only_ours("/etc/apt/sources.list.d", found, "base_purge_unmanaged",
                      node["base_purge_unmanaged"])
 

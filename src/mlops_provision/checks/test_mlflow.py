@@ -146,6 +146,22 @@ def test_https_verifies_and_requires_login(host, server):
     assert api.stdout.startswith("401"), f"API without credentials answered {api.stdout}"
 
 
+def test_https_headers(host, server):
+    """HTTPS answers carry HSTS and one X-Content-Type-Options, and no nginx version"""
+    name, https = server.names[0], server["mlflow_https_port"]
+    for path in ("/health", "/api/2.0/mlflow/experiments/search?max_results=1", "/no-such-page"):
+        res = host.run(f"curl -sS -o /dev/null -D - --max-time 20 --cacert {server['mlflow_tls_ca_file']} "
+                       f"--resolve {name}:{https}:127.0.0.1 'https://{name}:{https}{path}'")
+        assert res.rc == 0, f"{path}: {res.stderr}"
+        headers = [line.partition(":") for line in res.stdout.splitlines()[1:] if ":" in line]
+        names = [k.strip().lower() for k, _, _ in headers]
+        values = {k.strip().lower(): v.strip() for k, _, v in headers}
+        count = names.count("x-content-type-options")
+        assert count == 1, f"{path}: X-Content-Type-Options sent {count} times"
+        assert "strict-transport-security" in names, f"{path}: no HSTS header"
+        assert re.fullmatch(r"nginx", values.get("server", "nginx")), f"{path}: Server: {values.get('server')}"
+
+
 def test_http_redirects_to_https(host, server):
     """plain HTTP redirects to HTTPS"""
     res = _curl(host, server, "http://{name}:{http}/some/path?q=1")

@@ -27,10 +27,15 @@ def test_sshd_effective_config(host, node):
         "logingracetime": str(node["os_hardening_ssh_login_grace_time"]),
         "ciphers": ",".join(node["os_hardening_ssh_ciphers"]),
         "macs": ",".join(node["os_hardening_ssh_macs"]),
-        "kexalgorithms": ",".join(node["os_hardening_ssh_kex"]),
+        "kexalgorithms": ",".join(node["os_hardening_ssh_kex_effective"]),
+        "hostkeyalgorithms": ",".join(node["os_hardening_ssh_host_key_algorithms"]),
+        "persourcemaxstartups": str(node["os_hardening_ssh_per_source_max_startups"]),
     }
     wrong = {k: (cfg.get(k), v) for k, v in expected.items() if cfg.get(k) != v}
     assert not wrong, f"sshd -T differs (got, expected): {wrong}"
+    out = host.check_output("sshd -T -C user=root,host=localhost,addr=127.0.0.1")
+    keys = sorted(line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("hostkey "))
+    assert keys == sorted(f"/etc/ssh/ssh_host_{k}_key" for k in node["os_hardening_ssh_host_keys"]), keys
 
 
 def test_ssh_forwarding_for_ml_users(host, node):

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from mlops_provision.releases import describe, suite_of
+
 #: Role defaults these rules fall back on when the inventory does not set a key.
 DEFAULTS_FROM = ("nvidia_driver", "cuda", "containerd")
 MOK_KEYS = ("nvidia_driver_mok_key", "nvidia_driver_mok_cert", "nvidia_driver_mok_password")
@@ -45,6 +47,15 @@ def debian_branches(roles_dir: str | None = None) -> dict[str, str]:
     path = Path(roles_dir or _roles_dir()) / "nvidia_driver" / "vars" / "main.yml"
     data = yaml.safe_load(path.read_text()) or {}
     return {str(k): str(v) for k, v in (data.get("nvidia_driver_debian_branch") or {}).items()}
+
+
+@lru_cache(maxsize=4)
+def containerd_series(roles_dir: str | None = None) -> dict[str, str]:
+    """Debian release -> the containerd series its archive carries (the containerd role's
+    ``containerd_debian_series``, also the default ``containerd_version``)."""
+    path = Path(roles_dir or _roles_dir()) / "containerd" / "vars" / "main.yml"
+    data = yaml.safe_load(path.read_text()) or {}
+    return {str(k): str(v) for k, v in (data.get("containerd_debian_series") or {}).items()}
 
 
 @lru_cache(maxsize=4)
@@ -114,7 +125,7 @@ def problems(values: Mapping[str, Any], roles: set[str], vaulted: set[str] = fro
     table = compat_table(roles_dir)
     branch = str(get("nvidia_driver_branch"))
     if "nvidia_driver" in roles and get("nvidia_driver_source") == "debian" and not _templated(branch):
-        why = debian_branch_problem(branch, values.get("ansible_distribution_release"), roles_dir)
+        why = debian_branch_problem(branch, suite_of(values), roles_dir)
         if why:
             found.append(("nvidia_driver_branch", why))
     if "cuda" in roles and not _templated(get("cuda_toolkits")) and branch in table:
@@ -136,9 +147,8 @@ def problems(values: Mapping[str, Any], roles: set[str], vaulted: set[str] = fro
         if get("cuda_source") == "debian" and len(toolkits) != 1:
             found.append(("cuda_toolkits", "expected exactly one version with cuda_source: debian (Debian 12 "
                                            "carries CUDA 11.8 only)"))
-    if "containerd" in roles and get("containerd_cdi") is True and str(get("containerd_version")) == "1.6":
-        found.append(("containerd_cdi", "CDI needs containerd 1.7 or newer: expected false with "
-                                        "containerd_version 1.6 (Debian 12's containerd)"))
+    if "containerd" in roles:
+        found += _containerd_problems(values, get, roles_dir)
     if "nvidia_driver" in roles and get("nvidia_driver_secure_boot") == "on":
         for key in MOK_KEYS:
             if not values.get(key):
@@ -147,6 +157,27 @@ def problems(values: Mapping[str, Any], roles: set[str], vaulted: set[str] = fro
             elif key not in vaulted:
                 found.append((key, "is plain text: expected a vault-encrypted value "
                                    "(`ansible-vault encrypt_string --name " + key + "`)"))
+    return found
+
+
+def _containerd_problems(values: Mapping[str, Any], get: Any, roles_dir: str | None) -> list[tuple[str, str]]:
+    """The series the site names must be the one the host's release carries (every supported
+    release's when the inventory does not say which); CDI needs 1.7 or newer."""
+    series = containerd_series(roles_dir)
+    suite = suite_of(values)
+    carried = {suite: series[suite]} if suite in series else dict(series)
+    version = str(get("containerd_version"))
+    found = []
+    if "containerd_version" in values and not _templated(version) and version not in carried.values():
+        found.append(("containerd_version", f"{', '.join(describe(s) + ' carries ' + v for s, v in carried.items())}: "
+                                            f"expected that series or no containerd_version (the release's own), "
+                                            f"got {version}"))
+    else:
+        if not _templated(version):
+            carried = {s: v for s, v in carried.items() if v == version}
+        if get("containerd_cdi") is True and carried and all(_version(v) < (1, 7) for v in carried.values()):
+            which = ", ".join(f"containerd {v} ({describe(s)})" for s, v in carried.items())
+            found.append(("containerd_cdi", f"CDI needs containerd 1.7 or newer: expected false with {which}"))
     return found
 
 

@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlops_provision.paths import cache_dir
+from mlops_provision.releases import RELEASES
 
 FILES = Path(__file__).resolve().parent / "files"
-#: The Debian releases the sandbox builds, by number, and their suites.
-RELEASES: dict[str, str] = {"12": "bookworm", "13": "trixie"}
-#: The release the roles support today (their meta/main.yml platforms): the sandbox's default.
+#: The Debian releases the sandbox builds (every release the roles support), by number, and
+#: their suites (mlops_provision.releases). The default stays Debian 12 until the whole suite,
+#: kernel side included, is proven on Debian 13 (then it becomes releases.CURRENT).
 DEFAULT_RELEASE = "12"
 SUITE = RELEASES[DEFAULT_RELEASE]
 PACKAGES = [

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from mlops_provision.sandbox.image import host_debian_mirror
 from mlops_provision.sandbox.model import State
 from mlops_provision.site.roles import platform_groups  # the groups the playbooks name
 from mlops_provision.site.rules import GROUP_SECRETS  # the one definition (validate uses it)
@@ -117,6 +118,9 @@ def write_inventory(directory: Path, state: State, key: Path, site_vars: dict) -
                 # site's are: host_key_checking stays on)
                 "ansible_host_key_checking": False,
                 "base_extra_ca_certificates": sorted(glob.glob(HOST_CA_GLOB)),
+                # the mirror the image came from, as a site names its own: base writes it as
+                # deb822 sources with Signed-By
+                "base_apt_mirror": host_debian_mirror(),
                 **site_vars,
             },
             "children": {g: v for g, v in groups.items() if v["hosts"]},

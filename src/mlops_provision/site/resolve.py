@@ -21,6 +21,15 @@ def _init_plugins() -> None:
     init_plugin_loader()
 
 
+def os_vars_files(facts: dict[str, Any]) -> list[str]:
+    """The OS vars files a role includes first, in order (later wins): the OS family's, then
+    the release's, e.g. ``Debian.yml`` then ``Debian-13.yml`` (roles/*/tasks/main.yml)."""
+    files = [f"{facts['os_family']}.yml"] if facts.get("os_family") else []
+    if facts.get("distribution") and facts.get("distribution_major_version"):
+        files.append(f"{facts['distribution']}-{facts['distribution_major_version']}.yml")
+    return files
+
+
 class AnsibleSite:
     """Ansible's own view of a site's inventory sources (every ``-i``).
 
@@ -103,8 +112,9 @@ class AnsibleSite:
     def role_vars(self, host: str, roles: Iterable[str], facts: dict[str, Any] | None = None,
                   roles_dir: Path | None = None) -> dict[str, Any]:
         """What the roles see on ``host``: a play of ``roles`` on the host, with ``facts``
-        (e.g. distribution, os_family, fqdn) as gathered facts and each role's
-        ``vars/<distribution or os_family>.yml`` included as the role's first task does;
+        (e.g. distribution, distribution_major_version, os_family, fqdn) as gathered facts and
+        each role's ``vars/<os_family>.yml`` then ``vars/<distribution>-<major version>.yml``
+        included as the role's first task does;
         every value templated by Ansible (a value that needs more than these is left as
         written)."""
         from ansible.errors import AnsibleError
@@ -115,15 +125,14 @@ class AnsibleSite:
         facts = dict(facts or {})
         self.variables.set_host_facts(host, facts)
         names = [str(roles_dir / r) for r in roles if (roles_dir / r).is_dir()]
-        for role in names:  # include_vars with_first_found, as roles/*/tasks/main.yml does
-            for stem in (facts.get("distribution"), facts.get("os_family")):
-                vars_file = Path(role) / "vars" / f"{stem}.yml"
-                if stem and vars_file.is_file():
+        for role in names:  # the OS family's file, then the release's, as roles/*/tasks/main.yml
+            for stem in os_vars_files(facts):
+                vars_file = Path(role) / "vars" / stem
+                if vars_file.is_file():
                     # trusted, as include_vars loads them: their templates are resolved
                     for k, v in (self.loader.load_from_file(str(vars_file), trusted_as_template=True)
                                  or {}).items():
                         self.variables.set_host_variable(host, k, v)
-                    break
         play = self._play(host, names)
         found = self.variables.get_vars(play=play, host=target, include_hostvars=True)
         templar = Templar(loader=self.loader, variables=found)

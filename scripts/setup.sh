@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(podman runc debootstrap qemu-system-x86 qemu-utils vde2 openssh-client e2fsprogs)
+# testssl.sh: the third-party TLS auditor the integration tests run against MLflow's endpoint.
+APT_PACKAGES=(podman runc debootstrap qemu-system-x86 qemu-utils vde2 openssh-client e2fsprogs testssl.sh)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -19,8 +19,8 @@ ansible-lint --profile production --offline -q
 # under TCG keeps about one of the two cores busy (measured: 55 % user CPU during a VM converge),
 # so the VM module runs beside the rest instead of after it:
 #   containers: the container modules (one shared 3-node Debian 12 sandbox, converged once:
-#               tests/integration/conftest.py; then test_debian13's own Debian 13 sandbox),
-#               then Molecule's role-level path (plain
+#               tests/integration/conftest.py, at the end upgraded to Debian 13 in place),
+#               then Molecule's role-level path on a fresh Debian 13 node (plain
 #               ansible-playbook under stock Ansible on Molecule's own inventory: converge,
 #               idempotence, verify on a podman container; never two container sandboxes at once);
 #   vm:         test_vm, the one VM converge (check/real agreement, reboot, Tang).
@@ -52,10 +52,12 @@ stage "unit tests, beside the sandbox images"
 lane unit unit &
 unit_lane=$!
 stage "sandbox image (built once, shared by the integration tests and Molecule)"
-MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container)
-export MLOPS_SANDBOX_IMAGE
+mlops-provision sandbox image --kind container >/dev/null
 mlops-provision sandbox image --kind vm >/dev/null
-mlops-provision sandbox image --kind container --release 13 >/dev/null  # test_debian13's nodes
+# Molecule's node is a fresh Debian 13 (the shared Debian 12 sandbox is upgraded to 13 in place
+# by test_upgrade_to_debian13): both releases, fresh and upgraded, in every run.
+MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container --release 13)
+export MLOPS_SANDBOX_IMAGE
 stage "pytest and molecule, two lanes"
 lane containers containers &
 lane vm vms &

@@ -31,9 +31,9 @@ MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
 # Modules that read the shared container sandbox, in the order they must run; other integration
 # modules follow them, the VM modules (their own hosts, minutes per converge) run last.
 MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers")
-# After every other reader, in this order: test_init_site takes a node of the shared sandbox
-# over for good; test_debian13 takes the shared sandbox down for its own Debian 13 nodes.
-AFTER_READERS = ("test_init_site", "test_debian13")
+# After every other reader, in this order: test_upgrade_to_debian13 upgrades the shared
+# sandbox's nodes to Debian 13 in place; test_init_site then takes node1 over for good.
+AFTER_READERS = ("test_upgrade_to_debian13", "test_init_site")
 LAST = ("test_vm",)
 
 
@@ -125,88 +125,55 @@ def by_host(summary: dict) -> dict[str, dict]:
 
 # --------------------------------------------------------------------------- the shared container sandbox
 
-_SHARED: list[Path] = []  # the site of the shared container sandbox, once it is up
-
-
 @pytest.fixture(scope="session")
 def container_inventory(tmp_path_factory):
-    """The session's container sandbox (3 nodes), its own inventory; torn down at the session's
-    end, or earlier by release_shared_sandbox."""
+    """The session's container sandbox (3 nodes), its own inventory; torn down at the session's end."""
     site = tmp_path_factory.mktemp("site")
     inv = bring_up(site, 3, "container")
-    _SHARED.append(site)
     yield inv
     tear_down(site)
 
 
-def release_shared_sandbox() -> None:
-    """Take the shared container sandbox down (if this session brought it up), for a module that
-    needs its own container sandbox after every reader of the shared one has run."""
-    while _SHARED:
-        res = mp("sandbox", "down", "--site", _SHARED.pop())
-        assert res.rc == 0, res.stderr
+# --------------------------------------------------------------------------- third-party auditors
+
+def ssh_audit_failures(inventory: Path, node: str) -> list[str]:
+    """What ssh-audit (PyPI, in .venv) fails in the node's sshd, read from its JSON report:
+    algorithms it fails and CVEs it lists. Warnings are not failures. OpenSSH 10 penalises
+    the many short connections ssh-audit makes (PerSourcePenalties): run it last on a node."""
+    import json
+    import shutil as sh
+    import sys
+
+    box = Sandbox(inventory.parent.parent.parent)
+    target = next(n for n in box.state().nodes if n.name == node)
+    exe = sh.which("ssh-audit", path=str(Path(sys.executable).parent))
+    assert exe, "ssh-audit is not installed in the virtualenv (scripts/setup.sh installs it)"
+    res = subprocess.run([exe, "-j", "-p", str(target.ssh_port), "127.0.0.1"], capture_output=True,
+                         text=True, timeout=120)
+    report = json.loads(res.stdout)
+    failed = [f"{kind} {a['algorithm']}: {'; '.join(a['notes']['fail'])}"
+              for kind in ("kex", "key", "enc", "mac") for a in report.get(kind, [])
+              if (a.get("notes") or {}).get("fail")]
+    return failed + [f"CVE {c.get('name')}" for c in report.get("cves", [])]
 
 
-@pytest.fixture(scope="session")
-def old_mlflow_inventory(container_inventory):
-    """The sandbox's inventory with MLflow pinned to MLFLOW_OLD (what the fresh converge installs)."""
-    def pin(data):
-        data["all"]["children"]["mlflow"]["vars"]["mlflow_version"] = MLFLOW_OLD
+def testssl_findings(inventory: Path, node: str) -> list[str]:
+    """What testssl.sh (Debian's package) finds against the node's MLflow endpoint (nginx, TLS):
+    protocols, ciphers, server defaults, headers and vulnerabilities, every finding of severity
+    LOW or worse."""
+    import json
+    import tempfile
 
-    return variant(container_inventory, "old", pin)
+    box = Sandbox(inventory.parent.parent.parent)
+    target = next(n for n in box.state().nodes if n.name == node)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "testssl.json"
+        res = subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--ip", "127.0.0.1",
+                              "-p", "-s", "-f", "-U", "-h", "--jsonfile", str(out),
+                              f"https://{node}:{target.ports['https']}"],
+                             capture_output=True, text=True, timeout=600)
+        assert out.exists(), res.stdout[-2000:] + res.stderr[-2000:]
+        findings = json.loads(out.read_text())
+    return [f"{f['id']} {f['severity']}: {f['finding']}" for f in findings
+            if f.get("severity") in ("LOW", "MEDIUM", "HIGH", "CRITICAL")]
 
-
-@pytest.fixture(scope="session")
-def fresh_converge(old_mlflow_inventory) -> dict:
-    """THE fresh converge of the container kind: the whole site on the three new nodes (MLflow at
-    MLFLOW_OLD); its JSON summary."""
-    res = mp("up", "-i", old_mlflow_inventory, "--output", "json", "--vault-password-file",
-             vault_password(old_mlflow_inventory), timeout=1800)
-    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.json()
-
-
-@pytest.fixture(scope="session")
-def converged_containers(container_inventory, fresh_converge) -> dict:
-    """The three nodes at the sandbox inventory's own settings: `up` after the fresh converge, which
-    upgrades MLflow MLFLOW_OLD -> MLFLOW_NEW on node1; its JSON summary. Readers of the converged
-    hosts ask for this (test_mlflow only after logging the run the upgrade must keep)."""
-    res = mp("up", "-i", container_inventory, "--output", "json", timeout=1800)
-    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.json()
-
-
-@pytest.fixture(scope="session")
-def noop_up(converged_containers, container_inventory) -> dict:
-    """A second `up` of the whole converged sandbox (it must change nothing); its JSON summary."""
-    res = mp("up", "-i", container_inventory, "--output", "json")
-    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.json()
-
-
-@pytest.fixture(scope="session")
-def verify_report(converged_containers, container_inventory, tmp_path_factory):
-    """`verify` of the whole converged sandbox with a JUnit file: (rc, JSON report, JUnit path)."""
-    junit = tmp_path_factory.mktemp("verify") / "verify.xml"
-    res = mp("verify", "-i", container_inventory, "--output", "json", "--junit", junit)
-    return res.rc, res.json(), junit
-
-
-def changed_by_host(summary: dict) -> dict[str, set[str]]:
-    """Per host, the tasks and handlers that reported a change in a run (``up`` or ``up --check``,
-    from its JSON summary): what check mode predicted, or what the real run did. Read from the
-    run's events (``changed_tasks``, where a no_log task's or loop's change is found from its
-    lines: its result is censored)."""
-    return {host: {t for tasks in roles.values() for t in tasks}
-            for host, roles in (summary.get("changed_tasks") or {}).items()}
-
-
-def assert_check_predicted(check: dict, real: dict, hosts: list[str]) -> None:
-    """`up --check` (summary ``check``) predicted the following `up` (``real``) exactly: per host
-    the same set of changed tasks, and check mode's exit code 4 exactly when a change was due."""
-    predicted, done = changed_by_host(check), changed_by_host(real)
-    diff = {h: {"predicted, not done": sorted(predicted.get(h, set()) - done.get(h, set())),
-                "done, not predicted": sorted(done.get(h, set()) - predicted.get(h, set()))}
-            for h in hosts if predicted.get(h, set()) != done.get(h, set())}
-    assert not diff, diff
-    assert check["exit_code"] == (4 if any(predicted.get(h) for h in hosts) else 0), check["exit_code"]

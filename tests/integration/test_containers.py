@@ -14,7 +14,15 @@ import pytest
 from mlops_provision.sandbox.containers import container_name
 from mlops_provision.sandbox.core import Sandbox, VaultText, free_port
 from tests.conftest import mp
-from tests.integration.conftest import by_host, node_ssh, sandbox_vault, variant, vault_password
+from tests.integration.conftest import (
+    by_host,
+    node_ssh,
+    sandbox_vault,
+    ssh_audit_failures,
+    testssl_findings,
+    variant,
+    vault_password,
+)
 
 pytestmark = pytest.mark.integration
 NODES = ["node1", "node2", "node3"]
@@ -182,3 +190,10 @@ def test_second_container_sandbox_is_refused_while_one_is_up(inventory, tmp_path
     assert res.rc == 2 and "another container sandbox is up" in res.stdout + res.stderr
     assert str(inventory.parent.parent.parent) in (res.stdout + res.stderr).replace("\n", "")
     assert not (tmp_path / ".mlops-provision").exists(), "the refused sandbox left files behind"
+
+
+def test_third_party_auditors_find_nothing(inventory, first_up):
+    """testssl.sh against MLflow's endpoint, ssh-audit against a hardened sshd (Debian 12)"""
+    assert testssl_findings(inventory, "node1") == []
+    assert ssh_audit_failures(inventory, "node2") == []
+

@@ -12,11 +12,13 @@ from mlops_provision.sandbox.errors import SandboxBadInput, SandboxError
 from mlops_provision.sandbox.image import Image, ensure_container_image
 from mlops_provision.sandbox.model import STATE_FILE, Node, State
 
-#: Capabilities a release's systemd needs beyond podman's defaults. systemd 257 (Debian 13)
-#: keeps CAP_SYS_ADMIN across the switch to a unit's User= to install its seccomp filters
-#: (SystemCallFilter, RestrictNamespaces, ProtectClock, ...): without it such a unit never
-#: starts ("Failed to keep CAP_SYS_ADMIN", status 217/USER). Never --privileged.
-EXTRA_CAPS: dict[str, tuple[str, ...]] = {"13": ("SYS_ADMIN",)}
+#: Capabilities on top of podman's defaults, for every release (a node upgraded 12 -> 13 in
+#: place needs what 13 needs). systemd 257 (Debian 13) keeps CAP_SYS_ADMIN across the switch to
+#: a unit's User= to install its seccomp filters (SystemCallFilter, RestrictNamespaces,
+#: ProtectClock, ...): without it such a unit never starts ("Failed to keep CAP_SYS_ADMIN",
+#: status 217/USER). Never --privileged (the kernel settings of a privileged container are
+#: the host's).
+EXTRA_CAPS: tuple[str, ...] = ("SYS_ADMIN",)
 
 NETWORK = "mlops-sandbox"
 SUBNET = "10.213.7.0/24"
@@ -135,7 +137,7 @@ class ContainerBackend(Backend):
                 "-p", f"127.0.0.1:{node.ssh_port}:22", *publish,
                 "-v", f"{seed}:/mlops-seed:ro",
                 "--label", f"{LABEL}={self.dir}",
-                *(f"--cap-add={cap}" for cap in EXTRA_CAPS.get(state.release, ())),
+                *(f"--cap-add={cap}" for cap in EXTRA_CAPS),
                 image.tag,
             )
 

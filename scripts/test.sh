@@ -52,10 +52,11 @@ stage "unit tests, beside the sandbox images"
 lane unit unit &
 unit_lane=$!
 stage "sandbox image (built once, shared by the integration tests and Molecule)"
-mlops-provision sandbox image --kind container >/dev/null
-mlops-provision sandbox image --kind vm >/dev/null
-# Molecule's node is a fresh Debian 13 (the shared Debian 12 sandbox is upgraded to 13 in place
-# by test_upgrade_to_debian13): both releases, fresh and upgraded, in every run.
+# Debian 12: the shared container sandbox (upgraded to 13 in place by test_upgrade_to_debian13)
+# and the VM. Debian 13 (the default): test_sandbox's nodes and Molecule's fresh node. Both
+# releases, fresh and upgraded, in every run.
+mlops-provision sandbox image --kind container --release 12 >/dev/null
+mlops-provision sandbox image --kind vm --release 12 >/dev/null
 MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container --release 13)
 export MLOPS_SANDBOX_IMAGE
 stage "pytest and molecule, two lanes"

@@ -16,6 +16,7 @@ from mlops_provision import __version__
 from mlops_provision.ansible_args import PlaybookArgs, SiteArgs, extra_vars_secrets, playbook_options, site_options
 from mlops_provision.errors import exit_for
 from mlops_provision.progress import fit_title, output_console
+from mlops_provision.releases import CURRENT, RELEASES
 from mlops_provision.runner import EXIT_BAD_INPUT, EXIT_FAILED
 from mlops_provision.site import InventoryInvalid, hosts_matching, load
 
@@ -403,8 +404,8 @@ def sandbox() -> None:
 
 
 release_option = click.option(
-    "--release", type=click.Choice(["12", "13"]), default="12", show_default=True,
-    help="Debian release of the nodes (the roles support both; Debian 13's kernel side is not yet proven on a VM).")
+    "--release", type=click.Choice(list(RELEASES)), default=CURRENT, show_default=True,
+    help="Debian release of the nodes (the roles support both; default Debian's current stable).")
 site_option = click.option("--site", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
                            show_default=True, help="Site directory; the sandbox lives in "
                            "SITE/.mlops-provision/sandbox.")

@@ -61,9 +61,10 @@ def require_host_tools(kind: str) -> None:
         pytest.fail(f"sandbox host packages missing: {' '.join(missing)} (run scripts/setup.sh)")
 
 
-def bring_up(site: Path, nodes: int, kind: str) -> Path:
+def bring_up(site: Path, nodes: int, kind: str, release: str | None = None) -> Path:
     require_host_tools(kind)
-    res = mp("sandbox", "up", "--site", site, "--nodes", str(nodes), "--kind", kind, timeout=1800)
+    pinned = ("--release", release) if release else ()
+    res = mp("sandbox", "up", "--site", site, "--nodes", str(nodes), "--kind", kind, *pinned, timeout=1800)
     assert res.rc == 0, res.stderr
     return site / ".mlops-provision" / "sandbox" / "inventory.yml"
 
@@ -127,9 +128,10 @@ def by_host(summary: dict) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def container_inventory(tmp_path_factory):
-    """The session's container sandbox (3 nodes), its own inventory; torn down at the session's end."""
+    """The session's container sandbox (3 Debian 12 nodes: test_upgrade_to_debian13 upgrades
+    them to 13 after every other reader), its own inventory; torn down at the session's end."""
     site = tmp_path_factory.mktemp("site")
-    inv = bring_up(site, 3, "container")
+    inv = bring_up(site, 3, "container", release="12")
     yield inv
     tear_down(site)
 

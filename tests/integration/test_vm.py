@@ -53,7 +53,7 @@ def inventory(tmp_path_factory):
     """Two VMs; node2 runs a Tang server (Debian's tang package, port 80) that fixture `tang`
     later binds node1's volume to."""
     site = tmp_path_factory.mktemp("vmsite")
-    inv = bring_up(site, 2, "vm")
+    inv = bring_up(site, 2, "vm", release="12")  # Debian 13's kernel side: docs/proven.md
     node_ssh(inventory=inv, node="node2", command="apt-get update -q && DEBIAN_FRONTEND=noninteractive "
              "apt-get install -y -q --no-install-recommends tang && systemctl is-active tangd.socket")
     inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(os_hardening_aide=False))

@@ -18,13 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlops_provision.paths import cache_dir
-from mlops_provision.releases import RELEASES
+from mlops_provision.releases import CURRENT, RELEASES
 
 FILES = Path(__file__).resolve().parent / "files"
 #: The Debian releases the sandbox builds (every release the roles support), by number, and
-#: their suites (mlops_provision.releases). The default stays Debian 12 until the whole suite,
-#: kernel side included, is proven on Debian 13 (then it becomes releases.CURRENT).
-DEFAULT_RELEASE = "12"
+#: their suites (mlops_provision.releases); the default is Debian's current stable.
+DEFAULT_RELEASE = CURRENT
 SUITE = RELEASES[DEFAULT_RELEASE]
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "udev", "kmod", "e2fsprogs",

@@ -136,6 +136,71 @@ def container_inventory(tmp_path_factory):
     tear_down(site)
 
 
+@pytest.fixture(scope="session")
+def old_mlflow_inventory(container_inventory):
+    """The sandbox's inventory with MLflow pinned to MLFLOW_OLD (what the fresh converge installs)."""
+    def pin(data):
+        data["all"]["children"]["mlflow"]["vars"]["mlflow_version"] = MLFLOW_OLD
+
+    return variant(container_inventory, "old", pin)
+
+
+@pytest.fixture(scope="session")
+def fresh_converge(old_mlflow_inventory) -> dict:
+    """THE fresh converge of the container kind: the whole site on the three new nodes (MLflow at
+    MLFLOW_OLD); its JSON summary."""
+    res = mp("up", "-i", old_mlflow_inventory, "--output", "json", "--vault-password-file",
+             vault_password(old_mlflow_inventory), timeout=1800)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.json()
+
+
+@pytest.fixture(scope="session")
+def converged_containers(container_inventory, fresh_converge) -> dict:
+    """The three nodes at the sandbox inventory's own settings: `up` after the fresh converge, which
+    upgrades MLflow MLFLOW_OLD -> MLFLOW_NEW on node1; its JSON summary. Readers of the converged
+    hosts ask for this (test_mlflow only after logging the run the upgrade must keep)."""
+    res = mp("up", "-i", container_inventory, "--output", "json", timeout=1800)
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.json()
+
+
+@pytest.fixture(scope="session")
+def noop_up(converged_containers, container_inventory) -> dict:
+    """A second `up` of the whole converged sandbox (it must change nothing); its JSON summary."""
+    res = mp("up", "-i", container_inventory, "--output", "json")
+    assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.json()
+
+
+@pytest.fixture(scope="session")
+def verify_report(converged_containers, container_inventory, tmp_path_factory):
+    """`verify` of the whole converged sandbox with a JUnit file: (rc, JSON report, JUnit path)."""
+    junit = tmp_path_factory.mktemp("verify") / "verify.xml"
+    res = mp("verify", "-i", container_inventory, "--output", "json", "--junit", junit)
+    return res.rc, res.json(), junit
+
+
+def changed_by_host(summary: dict) -> dict[str, set[str]]:
+    """Per host, the tasks and handlers that reported a change in a run (``up`` or ``up --check``,
+    from its JSON summary): what check mode predicted, or what the real run did. Read from the
+    run's events (``changed_tasks``, where a no_log task's or loop's change is found from its
+    lines: its result is censored)."""
+    return {host: {t for tasks in roles.values() for t in tasks}
+            for host, roles in (summary.get("changed_tasks") or {}).items()}
+
+
+def assert_check_predicted(check: dict, real: dict, hosts: list[str]) -> None:
+    """`up --check` (summary ``check``) predicted the following `up` (``real``) exactly: per host
+    the same set of changed tasks, and check mode's exit code 4 exactly when a change was due."""
+    predicted, done = changed_by_host(check), changed_by_host(real)
+    diff = {h: {"predicted, not done": sorted(predicted.get(h, set()) - done.get(h, set())),
+                "done, not predicted": sorted(done.get(h, set()) - predicted.get(h, set()))}
+            for h in hosts if predicted.get(h, set()) != done.get(h, set())}
+    assert not diff, diff
+    assert check["exit_code"] == (4 if any(predicted.get(h) for h in hosts) else 0), check["exit_code"]
+
+
 # --------------------------------------------------------------------------- third-party auditors
 
 def ssh_audit_failures(inventory: Path, node: str) -> list[str]:

@@ -224,7 +224,7 @@ def ssh_audit_failures(inventory: Path, node: str) -> list[str]:
     return failed + [f"CVE {c.get('name')}" for c in report.get("cves", [])]
 
 
-def testssl_findings(inventory: Path, node: str) -> list[str]:
+def tls_audit_findings(inventory: Path, node: str) -> list[str]:
     """What testssl.sh (Debian's package) finds against the node's MLflow endpoint (nginx, TLS):
     protocols, ciphers, server defaults, headers and vulnerabilities, every finding of severity
     LOW or worse."""

@@ -19,7 +19,7 @@ from tests.integration.conftest import (
     node_ssh,
     sandbox_vault,
     ssh_audit_failures,
-    testssl_findings,
+    tls_audit_findings,
     variant,
     vault_password,
 )
@@ -194,6 +194,6 @@ def test_second_container_sandbox_is_refused_while_one_is_up(inventory, tmp_path
 
 def test_third_party_auditors_find_nothing(inventory, first_up):
     """testssl.sh against MLflow's endpoint, ssh-audit against a hardened sshd (Debian 12)"""
-    assert testssl_findings(inventory, "node1") == []
+    assert tls_audit_findings(inventory, "node1") == []
     assert ssh_audit_failures(inventory, "node2") == []
 

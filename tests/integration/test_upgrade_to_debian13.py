@@ -22,7 +22,7 @@ import pytest
 from mlops_provision.sandbox.containers import container_name
 from mlops_provision.sandbox.core import Sandbox
 from tests.conftest import mp
-from tests.integration.conftest import by_host, node_ssh, ssh_audit_failures, testssl_findings
+from tests.integration.conftest import by_host, node_ssh, ssh_audit_failures, tls_audit_findings
 from tests.integration.test_mlflow import client  # noqa: F401  (the fixture, as the admin's client)
 
 pytestmark = pytest.mark.integration
@@ -135,5 +135,5 @@ def test_third_party_auditors_find_nothing(inventory, upgraded):
     """testssl.sh against MLflow's endpoint and ssh-audit against a hardened sshd (last: OpenSSH
     10 penalises ssh-audit's many short connections from one address; node3 is not node1,
     which test_init_site takes over next)"""
-    assert testssl_findings(inventory, "node1") == []
+    assert tls_audit_findings(inventory, "node1") == []
     assert ssh_audit_failures(inventory, "node3") == []

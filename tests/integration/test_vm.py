@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from mlops_provision.sandbox import Sandbox
 from tests.conftest import mp
 from tests.integration.conftest import (
     assert_check_predicted,
@@ -291,9 +292,18 @@ def wait_for(inventory, node: str, command: str, what: str, seconds: int = 600) 
 
 
 def reboot(inventory, node: str) -> None:
+    """Reboot and wait for the new boot. Under TCG a boot takes 1-5 min, longer while the other
+    lane upgrades its containers (both cores busy): up to 20 min before it counts as failed, and
+    then the end of the VM's serial console says where the boot stood."""
     boot_id = node_ssh(inventory, node, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
     node_ssh(inventory, node, "systemctl reboot", check=False, timeout=30)
-    wait_for(inventory, node, f"test \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot_id}", "the reboot")
+    try:
+        wait_for(inventory, node, f"test \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot_id}", "the reboot",
+                 seconds=1200)
+    except AssertionError as gone:
+        box = Sandbox(inventory.parent.parent.parent)
+        target = next(n for n in box.state().nodes if n.name == node)
+        raise AssertionError("\n".join([str(gone), *box.backend("vm").diagnose(target)])) from None
 
 
 def _volume(inventory) -> str:

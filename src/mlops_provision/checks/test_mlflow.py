@@ -268,7 +268,10 @@ def test_nginx_dropins_only_ours(host, server, directory):
     """nginx conf.d and sites-enabled hold only our site"""
     from mlops_provision.checks.unmanaged import assert_only_ours, strangers
 
-    found = strangers(host, directory, ours={Path(server["mlflow_os_nginx_site"]).name})
+    ours = {Path(server["mlflow_os_nginx_site"]).name}
+    if server.name in server["monitoring_server_hosts"]:  # the monitoring page shares nginx here
+        ours.add(Path(server["monitoring_nginx_site"]).name)
+    found = strangers(host, directory, ours=ours)
     removed_by_up = [f for f in found if f in server["mlflow_os_nginx_default_sites"]]  # the role removes these
     assert not removed_by_up, f"the distribution's default site is enabled: {removed_by_up}"
     assert_only_ours(directory, found, "mlflow_purge_unmanaged", server["mlflow_purge_unmanaged"])

@@ -112,3 +112,15 @@ def test_effective_hba_rules(host, pg):
     bad = [r for r in rows if r[5] or r[4] in ("trust", "password", "md5")
            or (r[1].startswith("host") and r[4] not in ("scram-sha-256", "reject"))]
     assert not bad, f"weak or broken rules (line, type, db, user, method, error): {bad}"
+
+
+def test_exporter_running_on_node_address(host, pg):
+    """PostgreSQL exporter active, on the node's address, reading the server"""
+    svc = host.service(pg["postgresql_os_exporter_service"])
+    assert svc.is_running and svc.is_enabled, f"{pg['postgresql_os_exporter_service']} not running/enabled"
+    address, port = pg["postgresql_exporter_listen_address"], pg["monitoring_postgres_exporter_port"]
+    found = listeners(host, port)
+    assert found == {address}, f"port {port}: listening on {sorted(found)}, expected {address}"
+    host_part = f"[{address}]" if ":" in address else address
+    text = host.check_output(f"curl -fsS --max-time 10 http://{host_part}:{port}/metrics")
+    assert "pg_up 1" in text.splitlines(), "the exporter cannot read the server (pg_up is not 1)"

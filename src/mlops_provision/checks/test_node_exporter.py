@@ -1,0 +1,63 @@
+"""Checks for the `node_exporter` role (every node): node-exporter answers on the node's address
+only, the collector runs and keeps its GPU and energy textfiles fresh, and the files parse."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.roles("node_exporter")
+
+#: The collector rewrites its files every node_exporter_collector_interval seconds; older than
+#: this many intervals is a stalled collector.
+STALE_INTERVALS = 4
+
+
+def _metrics(host, node) -> str:
+    address = node["node_exporter_listen_address"]
+    url = f"http://{address}:{node['monitoring_node_exporter_port']}/metrics"
+    return host.check_output(f"curl -fsS --max-time 10 {url}")
+
+
+def test_exporter_running(host, node):
+    """node-exporter active and enabled"""
+    svc = host.service(node["node_exporter_os_service"])
+    assert svc.is_running, f"{node['node_exporter_os_service']} is not running"
+    assert svc.is_enabled, f"{node['node_exporter_os_service']} is not enabled at boot"
+
+
+def test_exporter_listens_on_node_address_only(host, node):
+    """node-exporter listens on the node's address only"""
+    port = node["monitoring_node_exporter_port"]
+    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
+    found = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
+    assert found == {node["node_exporter_listen_address"]}, f"port {port}: listening on {sorted(found)}"
+
+
+def test_collector_running(host, node):
+    """GPU and energy collector active and enabled"""
+    svc = host.service("mlops-collector")
+    assert svc.is_running, "mlops-collector is not running: " + host.run(
+        "journalctl -u mlops-collector -n 5 --no-pager").stdout
+    assert svc.is_enabled, "mlops-collector is not enabled at boot"
+
+
+@pytest.mark.parametrize("name", ["mlops_gpu.prom", "mlops_energy.prom"])
+def test_collector_textfile_fresh(host, node, name):
+    """Collector's textfiles present and fresh"""
+    path = f"{node['node_exporter_textfile_dir']}/{name}"
+    f = host.file(path)
+    assert f.exists, f"{path} missing: the collector never wrote it"
+    age = time.time() - f.mtime.timestamp()
+    limit = STALE_INTERVALS * node["node_exporter_collector_interval"]
+    assert age <= limit, f"{path} is {age:.0f} s old (the collector writes it every " \
+                         f"{node['node_exporter_collector_interval']} s)"
+
+
+def test_exporter_serves_collector_metrics(host, node):
+    """node-exporter serves the collector's metrics without textfile errors"""
+    text = _metrics(host, node)
+    assert "node_textfile_scrape_error 0" in text, "node-exporter could not read a textfile"
+    for name in ("mlops_gpu_pci_devices", "mlops_gpu_nvml_up", "mlops_rapl_up"):
+        assert any(line.startswith(name) for line in text.splitlines()), f"{name} not served"

@@ -1,0 +1,1 @@
+"""The monitoring layer's Python: the node collector (``collector``) and the energy report."""

@@ -272,6 +272,51 @@ def facts(site: SiteArgs, limit: str | None, output: str) -> None:
     sys.exit(summary.exit_code)
 
 
+@main.command()
+@site_options
+@click.option("--since", default="7d", show_default=True,
+              help="The window, back from now: a number and m, h, d or w (30m, 12h, 7d, 2w).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report with a chart of energy per day to this HTML file.")
+@output_option
+def energy(site: SiteArgs, since: str, html_path: Path | None, output: str) -> None:
+    """Energy per node and per GPU over a window (kWh, average power, share of idle), read from
+    the monitoring layer's Prometheus through the monitoring page; changes nothing."""
+    from mlops_provision.monitoring.energy import (
+        PrometheusError,
+        energy_report,
+        parse_since,
+        render_table,
+        write_html,
+    )
+    from mlops_provision.monitoring.page import PageUnknown, prometheus_for
+
+    try:
+        window = parse_since(since)
+    except ValueError as exc:
+        err.print(f"[bold red]--since {since!r}[/]: {exc}", highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    inventory = _load_or_exit(site)
+    try:
+        prom = prometheus_for(inventory)
+    except PageUnknown as exc:
+        err.print(f"[bold red]{exc}[/]", highlight=False, markup=False)
+        sys.exit(EXIT_BAD_INPUT)
+    try:
+        report = energy_report(prom, window, hosts=inventory.hosts)
+    except PrometheusError as exc:
+        err.print(f"[bold red]Prometheus at {prom.base_url}: {exc}[/]", highlight=False, markup=False)
+        sys.exit(EXIT_FAILED)
+    if html_path:
+        write_html(report, html_path)
+        err.print(f"chart: {html_path}", highlight=False)
+    if output == "json":
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(render_table(report))
+    sys.exit(0)
+
+
 @main.group("mlflow")
 def mlflow_group() -> None:
     """Operate the MLflow tracking server (group mlflow): take and restore backups."""

@@ -9,3 +9,10 @@ inv=.mlops-provision/sandbox/inventory.yml
 $mp sandbox up --nodes "${NODES:-3}" --kind "${KIND:-container}" --release "${RELEASE:-13}"
 $mp up -i "$inv"
 $mp verify -i "$inv"
+# Where to look: the monitoring page (published on this machine's loopback), its user and CA.
+page=$(sed -n 's/^ *monitoring_page_url: *//p' "$inv" | head -n 1)
+if [ -n "$page" ]; then
+    echo "monitoring page: ${page} (user admin; trust .mlops-provision/sandbox/mlflow-ca.crt)"
+    echo "  its password:  .venv/bin/ansible -i $inv node1 -m ansible.builtin.debug -a var=prometheus_web_password --vault-password-file .mlops-provision/sandbox/vault-password"
+    echo "  energy:        $mp energy -i $inv --since 1h"
+fi

@@ -30,7 +30,7 @@ from tests.conftest import mp
 MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
 # Modules that read the shared container sandbox, in the order they must run; other integration
 # modules follow them, the VM modules (their own hosts, minutes per converge) run last.
-MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers")
+MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers", "test_monitoring")
 # After every other reader, in this order: test_upgrade_to_debian13 upgrades the shared
 # sandbox's nodes to Debian 13 in place; test_init_site then takes node1 over for good.
 AFTER_READERS = ("test_upgrade_to_debian13", "test_init_site")
@@ -179,6 +179,34 @@ def verify_report(converged_containers, container_inventory, tmp_path_factory):
     junit = tmp_path_factory.mktemp("verify") / "verify.xml"
     res = mp("verify", "-i", container_inventory, "--output", "json", "--junit", junit)
     return res.rc, res.json(), junit
+
+
+#: Where the sandbox's Alertmanager delivers (sandbox.site_inventory.SANDBOX_ALERT_WEBHOOK) and
+#: where the receiver started there writes what it got.
+ALERTS_FILE = "/var/tmp/mlops-test-alerts.jsonl"
+
+
+@pytest.fixture(scope="session")
+def alert_receiver(converged_containers, container_inventory) -> str:
+    """A webhook receiver on the monitoring server (node1) at the sandbox's webhook address,
+    running until the node stops; returns the node's name. Started before the shared drift run
+    (test_drift), so that its alerts reach it."""
+    from mlops_provision.sandbox.site_inventory import SANDBOX_ALERT_WEBHOOK
+
+    port = int(SANDBOX_ALERT_WEBHOOK.rsplit(":", 1)[1].split("/")[0])
+    script = (Path(__file__).parent / "alert_receiver.py").read_text()
+    node_ssh(container_inventory, "node1", f"cat > /usr/local/lib/mlops-test-alert-receiver.py <<'PY'\n{script}PY\n"
+             f"rm -f {ALERTS_FILE}; systemd-run --unit mlops-test-alert-receiver --collect "
+             f"/usr/bin/python3 /usr/local/lib/mlops-test-alert-receiver.py {port} {ALERTS_FILE}")
+    return "node1"
+
+
+def received_alerts(inventory: Path, node: str) -> list[dict]:
+    """Every alert the receiver got so far (each notification's alerts, in order)."""
+    import json
+
+    out = node_ssh(inventory, node, f"cat {ALERTS_FILE} 2>/dev/null || true").stdout
+    return [a for line in out.splitlines() if line.strip() for a in json.loads(line).get("alerts", [])]
 
 
 def changed_by_host(summary: dict) -> dict[str, set[str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.integration.conftest import (
     assert_check_predicted,
     changed_by_host,
     node_ssh,
+    received_alerts,
     variant,
     vault_password,
 )
@@ -123,6 +125,12 @@ DRIFTS = [
     Drift("node1", "mlflow", f"{MLFLOW_OLD} installed in /opt/mlflow/venv, {MLFLOW_NEW} pinned", True,
           f"sed -i 's/^Version: .*/Version: {MLFLOW_OLD}/' "
           "/opt/mlflow/venv/lib/python3*/site-packages/mlflow-*.dist-info/METADATA"),
+    # node_exporter (every node) and prometheus (node1: group monitoring)
+    Drift("node2", "node_exporter", "no-collector.hwmon", True,
+          "sed -i 's/^ARGS=\"/ARGS=\"--no-collector.hwmon /' /etc/default/prometheus-node-exporter"),
+    Drift("node3", "node_exporter", "collector", True, "systemctl stop mlops-collector"),
+    Drift("node1", "prometheus", "retention.time=1d", True,
+          "sed -i 's/retention.time=[^ ]*/retention.time=1d/' /etc/default/prometheus"),
 ]
 
 
@@ -173,9 +181,10 @@ def outdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def injected(site, outdir):
+def injected(site, outdir, alert_receiver):
     """Every drift injected, then `up --check` (what check mode predicts: ``predicted``), then one
-    `drift` (human report; JSON from its run record)."""
+    `drift` (human report; JSON from its run record). The monitoring server's alert receiver runs
+    before (test_drift_found_alert_reaches_the_webhook)."""
     for d in DRIFTS:
         node_ssh(site, d.host, d.inject)
     check = mp("up", "-i", site, "--check", "--output", "json", timeout=900)
@@ -205,7 +214,8 @@ def repaired(site, injected) -> dict:
 
 def test_at_least_25_drifts_across_every_container_role():
     assert len(DRIFTS) >= 28
-    assert {d.role for d in DRIFTS} == {"base", "os_hardening", "containerd", "postgresql", "mlflow"}
+    assert {d.role for d in DRIFTS} == {"base", "os_hardening", "containerd", "postgresql", "mlflow",
+                                        "node_exporter", "prometheus"}
     assert sum(not d.managed for d in DRIFTS) >= 8  # the "next to our files" kind
 
 
@@ -260,6 +270,27 @@ def test_prometheus_counts_every_drifted_host_and_role(injected):
         for role, count in report["counts"][h["host"]].items():
             assert samples[(h["host"], role)] == count
     assert re.search(r'^mlops_drift_last_run_exit_code\{site="[^"]+"\} 4$', prom.read_text(), re.M)
+
+
+def test_drift_found_alert_reaches_the_webhook(site, injected, alert_receiver):
+    """The drift run hands each node its findings (node-exporter textfile); Prometheus on the
+    monitoring server fires DriftFound for every drifted host and Alertmanager delivers it to the
+    sandbox's webhook receiver: end to end, nothing stubbed."""
+    _res, report, _junit, _prom = injected
+    drifted = {h["host"] for h in report["hosts"] if h["items"]}
+    assert drifted
+    deadline, got = time.monotonic() + 300, set()
+    while time.monotonic() < deadline:
+        got = {a["labels"].get("host") for a in received_alerts(site, alert_receiver)
+               if a["labels"].get("alertname") == "DriftFound" and a["status"] == "firing"}
+        if drifted <= got:
+            break
+        time.sleep(10)
+    print(f"\n[figure] DriftFound delivered for {sorted(got)} "
+          f"{300 - max(0, deadline - time.monotonic()):.0f}s after the drift run")
+    assert drifted <= got, f"DriftFound delivered for {sorted(got)}, drifted hosts {sorted(drifted)}"
+    sample = next(a for a in received_alerts(site, alert_receiver) if a["labels"].get("alertname") == "DriftFound")
+    assert sample["annotations"].get("summary"), sample
 
 
 def test_check_mode_predicts_exactly_what_up_repairs(predicted, repaired):

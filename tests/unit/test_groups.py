@@ -19,7 +19,8 @@ from mlops_provision.site.roles import (
 
 
 def test_the_platforms_groups_are_those_the_playbooks_name() -> None:
-    assert allowed_groups() == ("all", "ungrouped", "control_plane", "cpu_workers", "gpu_workers", "mlflow")
+    assert allowed_groups() == ("all", "ungrouped", "control_plane", "cpu_workers", "gpu_workers", "mlflow",
+                                "monitoring")
     assert platform_groups() == allowed_groups()[2:]
     # made by role kubernetes_node during a run (group_by), named in kubernetes.yml, never declared
     assert runtime_groups(paths.roles_dir(), paths.playbook().parent) == {"kubernetes_upgrade_pending"}

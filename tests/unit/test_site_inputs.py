@@ -324,7 +324,8 @@ def test_a_copy_of_the_example_is_refused(tmp_path: Path) -> None:
     assert [(Path(p.file).name, p.key) for p in found] == [
         (".vault-password", "--vault-password-file"),
         ("vault.yml", "vault_kubernetes_control_plane_encryption_key"),
-        ("vault.yml", "vault_mlflow_admin_password"), ("vault.yml", "vault_mlflow_db_password")], found
+        ("vault.yml", "vault_mlflow_admin_password"), ("vault.yml", "vault_mlflow_db_password"),
+        ("vault.yml", "vault_prometheus_web_password")], found
     assert all(p.line for p in found[1:])
     assert "mlops-provision init makes a new site with fresh secrets" in found[0].expected
     assert "example-only" not in " ".join(map(str, found)), "the secret itself is not shown"
@@ -334,7 +335,8 @@ def test_example_secrets_under_another_password_or_name_are_refused(tmp_path: Pa
     password = example_copy(tmp_path / "site", b"a-new-password-of-the-site", fresh=False)
     found = problems_with(tmp_path / "site", password)
     assert {p.key for p in found} == {"vault_kubernetes_control_plane_encryption_key",
-                                      "vault_mlflow_admin_password", "vault_mlflow_db_password"}, found
+                                      "vault_mlflow_admin_password", "vault_mlflow_db_password",
+                                      "vault_prometheus_web_password"}, found
     # the values are compared, not the names: an example secret inline, under another name
     from ansible.parsing.vault import VaultLib, VaultSecret
 
@@ -343,7 +345,8 @@ def test_example_secrets_under_another_password_or_name_are_refused(tmp_path: Pa
     hosts = tmp_path / "site" / "hosts.yml"
     hosts.write_text(hosts.read_text().replace("    ansible_become: true\n", "    ansible_become: true\n"
                                                f"    ansible_become_password: !vault |\n      {vaulted}\n"))
-    assert any(p.key == "ansible_become_password" and p.line == 26 and PUBLISHED in p.expected
+    line = 1 + hosts.read_text().splitlines().index("    ansible_become_password: !vault |")
+    assert any(p.key == "ansible_become_password" and p.line == line and PUBLISHED in p.expected
                for p in problems_with(tmp_path / "site", password))
 
 

@@ -55,6 +55,25 @@ def schedule(inventory: Path, vault_password_file: Path | None, limit: str | Non
     return EXIT_OK
 
 
+def deliver_to_nodes(site: Site, report, vault_password_file: Path | None) -> None:
+    """Each checked node gets its findings as a node-exporter textfile (playbooks/drift-report.yml),
+    so that the monitoring layer alerts on drift. A node that cannot take it is named; the
+    drift report itself stands (the run's exit code is the drift check's)."""
+    from mlops_provision import paths
+    from mlops_provision.drift.outputs import host_prometheus_texts
+    from mlops_provision.runner import run_playbook
+
+    texts = host_prometheus_texts(report, str(site.path.resolve().parent))
+    if not texts:
+        return
+    summary = run_playbook(site, verb="drift-report", playbook=paths.playbook("drift-report.yml"),
+                           limit=",".join(sorted(texts)), vault_password_file=vault_password_file,
+                           extravars={"mlops_drift_textfiles": texts})
+    failed = sorted(h.host for h in summary.hosts if h.status in ("failed", "unreachable"))
+    if failed:
+        err.print(f"drift findings not handed to node-exporter on: {', '.join(failed)}", highlight=False)
+
+
 def run(site: Site, vault_password_file: Path | None, limit: str | None, output: str,
         junit: Path | None, prometheus: Path | None) -> int:
     """Run a drift check and write every output asked for; returns the exit code."""
@@ -77,6 +96,7 @@ def run(site: Site, vault_password_file: Path | None, limit: str | None, output:
         write_junit(report, junit)
     if prometheus:
         write_prometheus(report, str(site.path.resolve().parent), prometheus)
+    deliver_to_nodes(site, report, vault_password_file)
     if output == "json":
         click.echo(report.to_json())
     else:

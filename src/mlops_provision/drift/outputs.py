@@ -120,6 +120,23 @@ def prometheus_text(report: DriftReport, site: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def host_prometheus_texts(report: DriftReport, site: str) -> dict[str, str]:
+    """Per checked host, its own findings in the textfile format (the same series as
+    :func:`prometheus_text`, for that host only), for its node-exporter: ``drift`` hands each
+    node its file (playbooks/drift-report.yml). Hosts not reached get none (their last file
+    stays, and grows stale)."""
+    out: dict[str, str] = {}
+    for h in report.hosts:
+        if h.status in ("failed", "unreachable"):
+            continue
+        one = DriftReport(inventory=report.inventory, started=report.started, run_dir=report.run_dir)
+        one.hosts = [h]
+        one.exit_code = report.exit_code
+        one.duration_s = report.duration_s
+        out[h.host] = prometheus_text(one, site)
+    return out
+
+
 def write_prometheus(report: DriftReport, site: str, path: Path) -> None:
     """Written to a temporary file and renamed, so the collector never reads half a file."""
     path = Path(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 #: Ports of a node's services published on 127.0.0.1 of this machine, by group: name -> port
 #: inside the node.
-PUBLISHED = {"mlflow": {"https": 443, "http": 80}}
+PUBLISHED = {"mlflow": {"https": 443, "http": 80}, "monitoring": {"monitoring": 9443}}
 
 
 @dataclass
@@ -56,8 +56,8 @@ class State:
 
 
 def node_groups(index: int) -> list[str]:
-    """node1 is the control plane and MLflow host; the rest are CPU workers (no GPU here)."""
-    return ["control_plane", "mlflow"] if index == 1 else ["cpu_workers"]
+    """node1 is the control plane, MLflow and monitoring host; the rest are CPU workers (no GPU here)."""
+    return ["control_plane", "mlflow", "monitoring"] if index == 1 else ["cpu_workers"]
 
 
 def free_port(taken: set[int] | None = None) -> int:

@@ -20,6 +20,8 @@ from mlops_provision.site.rules import GROUP_SECRETS  # the one definition (vali
 #: The sandbox's ansible-vault password file, next to its inventory.
 VAULT_PASSWORD = "vault-password"
 HOST_CA_GLOB = "/usr/local/share/ca-certificates/*.crt"
+#: Where the sandbox's Alertmanager sends alerts: a port on the monitoring server's loopback.
+SANDBOX_ALERT_WEBHOOK = "http://127.0.0.1:9099/alerts"
 
 
 class VaultText(str):
@@ -94,6 +96,12 @@ def group_vars(directory: Path, inventory: Path, vault_password: Path, group: st
         out |= {"mlflow_extra_server_names": ["localhost"],
                 "mlflow_ca_certificate_path": str(directory / "mlflow-ca.crt"),
                 "mlflow_ca_key_path": str(directory / "mlflow-ca.key.vault")}
+    if group == "monitoring":
+        # The admin-side client (`energy`, a browser) reaches the page at https://localhost:<port>;
+        # alerts go to a webhook on the server's loopback (SANDBOX_ALERT_WEBHOOK: nothing listens
+        # there unless a test or an admin starts a receiver; docs/sandbox.md).
+        out |= {"prometheus_extra_server_names": ["localhost"],
+                "prometheus_alert_webhooks": [{"name": "sandbox", "url": SANDBOX_ALERT_WEBHOOK}]}
     return out
 
 
@@ -108,7 +116,10 @@ def write_inventory(directory: Path, state: State, key: Path, site_vars: dict) -
     inventory = {
         "all": {
             "hosts": {n.name: {"ansible_host": "127.0.0.1", "ansible_port": n.ssh_port,
-                               "mlops_node_address": n.address} for n in state.nodes},
+                               "mlops_node_address": n.address}
+                      | ({"monitoring_page_url": f"https://localhost:{n.ports['monitoring']}/"}
+                         if "monitoring" in n.ports else {})
+                      for n in state.nodes},
             "vars": {
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(key),
@@ -118,6 +129,9 @@ def write_inventory(directory: Path, state: State, key: Path, site_vars: dict) -
                 # site's are: host_key_checking stays on)
                 "ansible_host_key_checking": False,
                 "base_extra_ca_certificates": sorted(glob.glob(HOST_CA_GLOB)),
+                # the nodes' read-only seed mount is read-only by design: no filesystem alert
+                "node_exporter_filesystem_mount_points_exclude":
+                    "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+|mlops-seed)($|/)",
                 # the mirror the image came from, as a site names its own: base writes it as
                 # deb822 sources with Signed-By
                 "base_apt_mirror": host_debian_mirror(),

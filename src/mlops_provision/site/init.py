@@ -58,6 +58,10 @@ VAULT_SECRETS: dict[str, dict[str, Callable[[], str]]] = {
     "control_plane": {
         "vault_kubernetes_control_plane_encryption_key": _key32,
     },
+    "monitoring": {
+        # the monitoring page's basic-auth password (also the Prometheus API `energy` reads)
+        "vault_prometheus_web_password": _password,
+    },
 }
 
 #: What each platform group is for, and the example host its comment shows (name, admin and
@@ -67,6 +71,7 @@ GROUP_INFO: dict[str, tuple[str, str]] = {
     "gpu_workers": ("nodes with NVIDIA GPUs that run training and inference jobs", "gpu1"),
     "cpu_workers": ("nodes without GPUs, for CPU jobs and supporting services", "cpu1"),
     "mlflow": ("the node(s) running the MLflow tracking server and its PostgreSQL", "cp1"),
+    "monitoring": ("the node(s) running Prometheus, Alertmanager and the monitoring page", "cp1"),
 }
 
 #: Templates (in ``templates/``) -> where they go in the site; ``*.j2`` are rendered, the

@@ -33,9 +33,11 @@ from mlops_provision.site.values import is_ip, is_template, normal_address
 #: Secrets every host of a group must have, vault-encrypted (the sandbox uses this table too).
 GROUP_SECRETS: dict[str, tuple[str, ...]] = {
     "mlflow": ("mlflow_admin_password", "mlflow_db_password"),
+    "monitoring": ("prometheus_web_password",),
 }
 #: Passwords people log in with, checked for strength: password variable -> user name variable.
-STRONG_PASSWORDS: dict[str, str] = {"mlflow_admin_password": "mlflow_admin_username"}
+STRONG_PASSWORDS: dict[str, str] = {"mlflow_admin_password": "mlflow_admin_username",
+                                    "prometheus_web_password": "prometheus_web_username"}
 MIN_PASSWORD_LENGTH = 12
 #: Well-known passwords (defaults shipped by software, the most common choices), lower case.
 WEAK_PASSWORDS: frozenset[str] = frozenset({
@@ -620,6 +622,17 @@ def gpu_and_cpu_worker(host: HostView) -> None:
                              "one without)", at_host=True)
 
 
+def alert_receivers(host: HostView) -> None:
+    """Warn about a monitoring server whose alerts reach no one (no webhook, no e-mail)."""
+    if "monitoring" not in host.groups:
+        return
+    hooks, mail = host.value("prometheus_alert_webhooks"), host.value("prometheus_alert_email")
+    if not hooks and not mail:
+        host.warn("prometheus_alert_webhooks", f"host '{host.name}' (group monitoring) sends alerts to no "
+                  "one: expected prometheus_alert_webhooks or prometheus_alert_email (without them "
+                  "alerts show on the monitoring page only)", at_host=True)
+
+
 def plain_connection_passwords(host: HostView) -> None:
     """Warn about an SSH or sudo password written in clear (not vault-encrypted)."""
     for key in ansiblevars.PASSWORD_VARS:
@@ -642,7 +655,7 @@ def plain_connection_passwords(host: HostView) -> None:
 HOST_RULES: list[Callable[[HostView], None]] = [
     tang_settings, group_secrets, protected_modules, port_clashes, gpu_rules,
     kubernetes_versions, kubernetes_kernel, kubernetes_encryption_key,
-    gpu_and_cpu_worker, plain_connection_passwords,
+    gpu_and_cpu_worker, plain_connection_passwords, alert_receivers,
 ]
 #: Rules run once over all hosts.
 SITE_RULES: list[Callable[[list[HostView]], None]] = [

@@ -89,7 +89,7 @@ def test_converge_then_verify_hardening(inventory, converged):
     assert res.rc == 0 and not failed, failed
     passed = {(r["host"], r["check"]) for r in report["results"] if r["outcome"] == "passed"}
     for check in ("LUKS2 mapping active with argon2id", "loaded table equals the file on disk",
-                  "from another node: closed port dropped, SSH accepted",
+                  "from another node: closed and monitoring ports dropped, SSH accepted",
                   "a change to /etc/passwd produces an identity event",
                   "loaded audit rules equal the rules on disk", "kernel parameters have their effective values",
                   "kernel parameters at boot equal the inventory's", "password login refused, key login works",

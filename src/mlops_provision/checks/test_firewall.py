@@ -58,7 +58,7 @@ def _dropped(host, table) -> int:
 
 
 def test_probe_from_another_node(host, kernel_node):
-    """from another node: closed port dropped, SSH accepted"""
+    """from another node: closed and monitoring ports dropped, SSH accepted"""
     peer = peer_host(kernel_node)
     if peer is None:
         pytest.skip("no other inventory node to probe from")
@@ -71,6 +71,12 @@ def test_probe_from_another_node(host, kernel_node):
     assert _dropped(host, _table(kernel_node)) > before, "the drop was not counted"
     ssh = peer.run(_connect(address, kernel_node["firewall_ssh_port"], 5))
     assert ssh.rc == 0, f"SSH on {address} not reachable from the other node: {ssh.stderr.strip()}"
+    peer_name = next(n for n in sorted(kernel_node.nodes) if n != kernel_node.name)  # peer_host's choice
+    if kernel_node.nodes[peer_name] not in kernel_node["monitoring_server_addresses"]:
+        port = kernel_node["monitoring_node_exporter_port"]  # open to the monitoring servers only
+        exporter = peer.run(_connect(address, port, 3))
+        assert exporter.rc == 124, f"node-exporter's port {port} on {address} was not dropped for " \
+                                   f"{peer_name}, not a monitoring server (rc {exporter.rc})"
 
 
 def test_no_foreign_ruleset(host, kernel_node):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything mlops-provision needs on a Debian 12 admin machine (run as root):
-# the sandbox's host packages, then a virtualenv in .venv with the package and its dev tools.
+# the sandbox's host packages, then a virtualenv in .venv with the package and its dev tools, and
+# promtool (from Debian's prometheus package) for the monitoring rules' tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +29,21 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -e '.[dev]'
     touch "$stamp"
+fi
+
+# promtool: checks and unit-tests the monitoring layer's Prometheus rules (tests/unit/test_alert_rules.py).
+# Taken out of Debian's prometheus package without installing it: the admin machine runs no Prometheus.
+if [ ! -x .venv/bin/promtool ]; then
+    echo "setup: extracting promtool from Debian's prometheus package into .venv/bin"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+        apt-get update -qq
+        (cd "$tmp" && apt-get download prometheus >/dev/null)
+    fi
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+    install -m 0755 "$tmp/root/usr/bin/promtool" .venv/bin/promtool
+    rm -rf "$tmp"
+    trap - EXIT
 fi
 echo "setup: ready (.venv/bin/mlops-provision)"

@@ -158,7 +158,7 @@ BAD = [
     ("unknown-group", {"hosts.yml": HOSTS.replace("gpu_workers:", "gpu_worker:")},
      "hosts.yml", "gpu_worker",
      "unknown group 'gpu_worker': expected one of control_plane, cpu_workers, gpu_workers, "
-     "mlflow (did you mean 'gpu_workers'?)"),
+     "mlflow, monitoring (did you mean 'gpu_workers'?)"),
     ("unknown-group-vars-file",
      {"hosts.yml": HOSTS, "group_vars/gpu_worker.yml": "---\nbase_apt_proxy: ''\n"},
      "gpu_worker.yml", "gpu_worker", "(did you mean 'gpu_workers'?)"),
@@ -367,7 +367,7 @@ def test_example_site_is_valid() -> None:
     assert inv.groups["all"] == inv.hosts
     assert inv.groups["gpu_workers"] == ["gpu1", "gpu2"]
     assert inv.groups["mlflow"] == ["cp1"]
-    assert inv.host_groups("cp1") == ["control_plane", "mlflow"]
+    assert inv.host_groups("cp1") == ["control_plane", "mlflow", "monitoring"]
     cp1 = inv.hostvars("cp1")
     assert cp1["ansible_host"] == "192.0.2.11"
     assert cp1["ansible_user"] == "admin"

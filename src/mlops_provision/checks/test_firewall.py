@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import uuid
 
@@ -77,6 +78,13 @@ def test_probe_from_another_node(host, kernel_node):
         exporter = peer.run(_connect(address, port, 3))
         assert exporter.rc == 124, f"node-exporter's port {port} on {address} was not dropped for " \
                                    f"{peer_name}, not a monitoring server (rc {exporter.rc})"
+    peer_ip = ipaddress.ip_address(kernel_node.nodes[peer_name])
+    clients = [ipaddress.ip_network(c, strict=False) for c in kernel_node["monitoring_client_cidrs"]]
+    if kernel_node.name in kernel_node["monitoring_server_hosts"] and not any(peer_ip in c for c in clients):
+        port = kernel_node["monitoring_https_port"]  # the page: open to monitoring_client_cidrs only
+        page = peer.run(_connect(address, port, 3))
+        assert page.rc == 124, f"the monitoring page's port {port} on {address} was not dropped for " \
+                               f"{peer_name}, outside monitoring_client_cidrs (rc {page.rc})"
 
 
 def test_no_foreign_ruleset(host, kernel_node):

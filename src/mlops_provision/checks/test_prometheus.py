@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 
 import pytest
 
@@ -46,8 +47,12 @@ def test_loopback_only(host, server, listen):
 
 def test_every_node_scraped_and_up(host, server):
     """Every node of the inventory is a Prometheus target, and up"""
-    data = _api(host, server, "/api/v1/targets?state=active")["data"]["activeTargets"]
-    node_targets = {t["labels"].get("host"): t["health"] for t in data if t["labels"].get("job") == "node"}
+    for _ in range(4):  # a server started moments ago has not scraped every target yet
+        data = _api(host, server, "/api/v1/targets?state=active")["data"]["activeTargets"]
+        node_targets = {t["labels"].get("host"): t["health"] for t in data if t["labels"].get("job") == "node"}
+        if "unknown" not in node_targets.values():
+            break
+        time.sleep(10)
     wanted = set(server.nodes)
     assert set(node_targets) == wanted, f"node targets {sorted(node_targets)}, inventory {sorted(wanted)}"
     down = {h: t for h, t in node_targets.items() if t != "up"}

@@ -54,9 +54,9 @@ def wait_for(site, expr: str, ok, timeout: float = 120) -> list[dict]:
 
 
 def test_every_node_and_service_is_scraped_and_up(site):
-    """Every node's node-exporter, PostgreSQL's exporter, MLflow's endpoint (blackbox, TLS
+    """Every node's node-exporter, the PostgreSQL and nginx exporters, MLflow's endpoint (blackbox, TLS
     verified), Prometheus and Alertmanager: up == 1 (probe_success == 1 for MLflow)."""
-    want = {("node", n) for n in NODES} | {("postgres", "node1"), ("prometheus", "node1"),
+    want = {("node", n) for n in NODES} | {("postgres", "node1"), ("nginx", "node1"), ("prometheus", "node1"),
                                            ("alertmanager", "node1"), ("mlflow", "node1")}
 
     def up(result):

@@ -308,3 +308,16 @@ def test_nginx_effective_tls(host, server):
             if b["ssl"] and set(b["protocols"] or http_protocols or []) - {"TLSv1.2", "TLSv1.3"}]
     assert any(b["ssl"] for b in servers), "nginx -T shows no TLS server"
     assert not weak, f"TLS servers allowing old protocols (server, ssl_protocols): {weak}"
+
+
+def test_nginx_exporter_running_on_node_address(host, server):
+    """nginx exporter active, on the node's address, reading nginx's status"""
+    svc = host.service(server["mlflow_os_nginx_exporter_service"])
+    assert svc.is_running and svc.is_enabled, f"{server['mlflow_os_nginx_exporter_service']} not running/enabled"
+    address, port = server["mlflow_nginx_exporter_listen_address"], server["monitoring_nginx_exporter_port"]
+    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
+    found = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
+    assert found == {address}, f"port {port}: listening on {sorted(found)}, expected {address}"
+    host_part = f"[{address}]" if ":" in address else address
+    text = host.check_output(f"curl -fsS --max-time 10 http://{host_part}:{port}/metrics")
+    assert "nginx_up 1" in text.splitlines(), "the exporter cannot read nginx's status (nginx_up is not 1)"

@@ -235,6 +235,22 @@ def test_prometheus_textfile_format(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_each_node_gets_its_own_findings_and_the_hosts_drift_could_not_check(tmp_path):
+    """host_prometheus_texts: one file per checked host with its own series only; a host the run
+    could not check gets none, and every other file says it is down (DriftCheckFailed)."""
+    r = _report(tmp_path)
+    r.hosts = model.merge(_summary(HostResult("node1"), HostResult("node2"), HostResult("node3", status="unreachable")),
+                          [], _verify(), ["node1", "node2", "node3"])
+    texts = outputs.host_prometheus_texts(r, "/srv/site")
+    assert sorted(texts) == ["node1", "node2"]
+    for host, text in texts.items():
+        hosts_named = set(re.findall(r'host="([a-z0-9]+)"', text))
+        assert hosts_named == {host, "node3"}, (host, hosts_named)
+        assert f'mlops_drift_host_up{{site="/srv/site",host="{host}"}} 1' in text
+        assert 'mlops_drift_host_up{site="/srv/site",host="node3"} 0' in text
+        assert text.count("# TYPE mlops_drift_host_up gauge") == 1
+
+
 def test_history_lists_the_last_drift_runs(tmp_path):
     inv = tmp_path / "inventory.yml"
     inv.write_text("all: {}\n")

@@ -42,7 +42,8 @@ def test_loopback_only(host, server, listen):
     out = host.check_output(f"ss -Hltn 'sport = :{port}'")
     found = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
     assert found == {"127.0.0.1"}, f"port {port}: listening on {sorted(found)}"
-    assert "9094" not in host.check_output("ss -Hltnu"), "Alertmanager's cluster port is open"
+    cluster = host.check_output("ss -Hltnu 'sport = :9094'").strip()
+    assert not cluster, f"Alertmanager's cluster port is open: {cluster}"
 
 
 def test_every_node_scraped_and_up(host, server):

@@ -123,17 +123,25 @@ def prometheus_text(report: DriftReport, site: str) -> str:
 def host_prometheus_texts(report: DriftReport, site: str) -> dict[str, str]:
     """Per checked host, its own findings in the textfile format (the same series as
     :func:`prometheus_text`, for that host only), for its node-exporter: ``drift`` hands each
-    node its file (playbooks/drift-report.yml). Hosts not reached get none (their last file
-    stays, and grows stale)."""
+    node its file (playbooks/drift-report.yml). A host the run could not check gets no file (it
+    cannot take one); every other file also carries ``mlops_drift_host_up 0`` for it, so that
+    Prometheus sees the failure (alert DriftCheckFailed) through the nodes that were reached."""
+    failed = [h for h in report.hosts if h.status in ("failed", "unreachable")]
     out: dict[str, str] = {}
     for h in report.hosts:
-        if h.status in ("failed", "unreachable"):
+        if h in failed:
             continue
         one = DriftReport(inventory=report.inventory, started=report.started, run_dir=report.run_dir)
         one.hosts = [h]
         one.exit_code = report.exit_code
         one.duration_s = report.duration_s
-        out[h.host] = prometheus_text(one, site)
+        text = prometheus_text(one, site)
+        s = _label(site)
+        extra = "".join(f'mlops_drift_host_up{{site="{s}",host="{_label(f.host)}"}} 0\n' for f in failed)
+        if extra:  # after the host's own sample of that metric, in its block
+            mine = f'mlops_drift_host_up{{site="{s}",host="{_label(h.host)}"}} 1\n'
+            text = text.replace(mine, mine + extra, 1)
+        out[h.host] = text
     return out
 
 

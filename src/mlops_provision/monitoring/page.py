@@ -25,8 +25,11 @@ def page_settings(inventory: Any) -> dict[str, Any]:
     server = servers[0]
     values = inventory.role_vars(server, facts={"fqdn": server}, roles=["mlops", "prometheus"])
     if not values.get("prometheus_web_password"):
-        raise PageUnknown(f"prometheus_web_password is not set for {server} (group monitoring): "
-                          "the page's password, in the site's vault")
+        where = ("" if server in inventory.groups.get("monitoring", []) else
+                 f"; {server} is the monitoring server `up` picks because group monitoring is empty: "
+                 "put it in group monitoring, where group_vars/monitoring apply")
+        raise PageUnknown(f"prometheus_web_password is not set for {server}: the page's password, "
+                          f"in the site's vault{where}")
     return {"server": server, "url": str(values["monitoring_page_url"]),
             "username": str(values["prometheus_web_username"]),
             "password": str(values["prometheus_web_password"]),

@@ -633,17 +633,6 @@ def alert_receivers(host: HostView) -> None:
                   "alerts show on the monitoring page only)", at_host=True)
 
 
-def monitoring_group_empty(hosts: list[HostView]) -> None:
-    """Warn when group monitoring is empty: the run then picks a server itself (role mlops'
-    monitoring_server_hosts), which validate, verify and energy cannot see as a member."""
-    if hosts and not any("monitoring" in h.groups for h in hosts):
-        hosts[0].warn("monitoring", "group monitoring has no host: `up` runs Prometheus on the first "
-                      "control plane (else the first MLflow host, else the first host), but validate, "
-                      "verify and `energy` do not see it as the monitoring server and group_vars/"
-                      "monitoring does not apply to it before the monitoring play: expected the "
-                      "chosen host in group monitoring", at_host=True)
-
-
 def plain_connection_passwords(host: HostView) -> None:
     """Warn about an SSH or sudo password written in clear (not vault-encrypted)."""
     for key in ansiblevars.PASSWORD_VARS:
@@ -671,5 +660,5 @@ HOST_RULES: list[Callable[[HostView], None]] = [
 #: Rules run once over all hosts.
 SITE_RULES: list[Callable[[list[HostView]], None]] = [
     unique_addresses, kubernetes_topology, kubernetes_networks, published_secrets_used,
-    role_variables_where_the_role_never_runs, monitoring_group_empty,
+    role_variables_where_the_role_never_runs,
 ]

@@ -5,7 +5,6 @@ units, and the webhook against a real HTTPS server on 127.0.0.1 with a CA made f
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import json
 import re
@@ -19,17 +18,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from mlops_provision.drift import model, outputs, run, timer
 from mlops_provision.errors import BadInput
 from mlops_provision.runner import HostResult, RunSummary
 from mlops_provision.site.resolve import AnsibleSite
 from mlops_provision.verify import CheckResult, VerifyReport
-from tests.conftest import mp
+from tests.conftest import mp, tls_ca_and_cert
 from tests.unit.test_cli import BAD, _connections
 
 
@@ -446,36 +441,10 @@ def test_drift_bad_inventory_exits_2_and_contacts_no_host(tmp_path):
 # --------------------------------------------------------------------------- webhook
 
 
-def _cert(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(hours=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = tmp_path / f"{name}-ca.pem", tmp_path / f"{name}-cert.pem", tmp_path / f"{name}-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
 @pytest.fixture
 def https_server(tmp_path):
     """An HTTPS server on 127.0.0.1 that records POSTs; ``fail_first`` answers 503 that often."""
-    ca, cert, key = _cert(tmp_path, "hook")
+    ca, cert, key = tls_ca_and_cert(tmp_path, "hook")
     state = {"posts": [], "fail_first": 0}
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -519,7 +488,7 @@ def test_webhook_retries_server_errors_a_bounded_number_of_times(https_server):
 
 def test_webhook_verifies_tls(https_server, tmp_path):
     url, _ca, state = https_server
-    other_ca = _cert(tmp_path, "other")[0]
+    other_ca = tls_ca_and_cert(tmp_path, "other")[0]
     with pytest.raises(outputs.WebhookFailed, match="CERTIFICATE_VERIFY_FAILED"):
         outputs.post_webhook(url, {}, cafile=str(other_ca), attempts=1)
     with pytest.raises(outputs.WebhookFailed, match="https"):
@@ -528,7 +497,7 @@ def test_webhook_verifies_tls(https_server, tmp_path):
 
 
 def test_webhook_timeout_is_bounded(tmp_path):
-    ca = _cert(tmp_path, "slow")[0]
+    ca = tls_ca_and_cert(tmp_path, "slow")[0]
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(1)  # accepts the TCP connection, never answers the TLS handshake

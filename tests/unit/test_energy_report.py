@@ -8,21 +8,19 @@ the self-contained HTML file."""
 from __future__ import annotations
 
 import base64
-import datetime
 import http.server
-import ipaddress
 import json
 import re
 import socket
 import ssl
 import threading
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
 from mlops_provision.monitoring import energy
 from mlops_provision.monitoring.energy import Prometheus, PrometheusError
+from tests.conftest import tls_ca_and_cert
 
 #: A UTC midnight: the report's buckets line up with it.
 NOW = 1_700_006_400
@@ -319,41 +317,8 @@ def test_a_url_that_is_not_http_is_bad_input():
 # --------------------------------------------------------------------------- TLS
 
 
-def _tls(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
-    """A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
-    pytest.importorskip("cryptography")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
-    valid = {"not_valid_before": now - datetime.timedelta(minutes=5),
-             "not_valid_after": now + datetime.timedelta(hours=1)}
-    ca = (x509.CertificateBuilder(subject_name=ca_name, issuer_name=ca_name, public_key=ca_key.public_key(),
-                                  serial_number=x509.random_serial_number(), **valid)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder(subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
-                                    issuer_name=ca_name, public_key=key.public_key(),
-                                    serial_number=x509.random_serial_number(), **valid)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = tmp_path / f"{name}-ca.pem", tmp_path / f"{name}-cert.pem", tmp_path / f"{name}-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
 def test_https_is_verified_against_the_ca_given(tmp_path):
-    ca, cert, key = _tls(tmp_path, "prom")
+    ca, cert, key = tls_ca_and_cert(tmp_path, "prom")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     state = _state({"up": _vec((N1, 1))})
@@ -363,7 +328,7 @@ def test_https_is_verified_against_the_ca_given(tmp_path):
         with pytest.raises(PrometheusError, match=r"TLS verification failed.*cafile"):
             _client(url).query("up")
         with pytest.raises(PrometheusError, match="TLS verification failed"):
-            _client(url, cafile=str(_tls(tmp_path, "other")[0])).query("up")
+            _client(url, cafile=str(tls_ca_and_cert(tmp_path, "other")[0])).query("up")
         assert len(state["requests"]) == 1  # nothing was sent over the unverified connections
     finally:
         server.shutdown()

@@ -130,3 +130,9 @@ def peer_host(node: Node):
     return testinfra.get_host(f"ansible://{others[0]}",
                               ansible_inventory=inventory if "," not in inventory else None,
                               ssh_config=os.environ.get("MLOPS_SSH_CONFIG"))
+
+
+def listeners(host, port: int) -> set[str]:
+    """Local addresses with a TCP socket listening on ``port``."""
+    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
+    return {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from mlops_provision.checks.test_postgresql import listeners
+from mlops_provision.checks.conftest import listeners
 
 pytestmark = pytest.mark.roles("mlflow")
 
@@ -315,8 +315,7 @@ def test_nginx_exporter_running_on_node_address(host, server):
     svc = host.service(server["mlflow_os_nginx_exporter_service"])
     assert svc.is_running and svc.is_enabled, f"{server['mlflow_os_nginx_exporter_service']} not running/enabled"
     address, port = server["mlflow_nginx_exporter_listen_address"], server["monitoring_nginx_exporter_port"]
-    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
-    found = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
+    found = listeners(host, port)
     assert found == {address}, f"port {port}: listening on {sorted(found)}, expected {address}"
     host_part = f"[{address}]" if ":" in address else address
     text = host.check_output(f"curl -fsS --max-time 10 http://{host_part}:{port}/metrics")

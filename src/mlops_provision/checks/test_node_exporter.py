@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from mlops_provision.checks.conftest import listeners
+
 pytestmark = pytest.mark.roles("node_exporter")
 
 #: The collector rewrites its files every node_exporter_collector_interval seconds; older than
@@ -30,8 +32,7 @@ def test_exporter_running(host, node):
 def test_exporter_listens_on_node_address_only(host, node):
     """node-exporter listens on the node's address only"""
     port = node["monitoring_node_exporter_port"]
-    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
-    found = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
+    found = listeners(host, port)
     assert found == {node["node_exporter_listen_address"]}, f"port {port}: listening on {sorted(found)}"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from mlops_provision.checks.conftest import listeners
+
 pytestmark = pytest.mark.roles("postgresql")
 
 
@@ -21,12 +23,6 @@ def _service(pg) -> str:
 
 def _data_dir(pg) -> str:
     return pg["postgresql_cluster_data_dir"]  # postgresql_data_dir, or the role's default
-
-
-def listeners(host, port: int) -> set[str]:
-    """Local addresses with a TCP socket listening on ``port``."""
-    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
-    return {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
 
 
 def test_cluster_running(host, pg):

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from mlops_provision.checks.conftest import listeners
+
 pytestmark = pytest.mark.roles("prometheus")
 
 
@@ -39,8 +41,7 @@ def test_services_running(host, server, unit):
 def test_loopback_only(host, server, listen):
     """Prometheus, Alertmanager and blackbox listen on loopback only"""
     port = server[listen].rsplit(":", 1)[1]
-    out = host.check_output(f"ss -Hltn 'sport = :{port}'")
-    found = {line.split()[3].rsplit(":", 1)[0].strip("[]") for line in out.splitlines() if line.strip()}
+    found = listeners(host, int(port))
     assert found == {"127.0.0.1"}, f"port {port}: listening on {sorted(found)}"
     cluster = host.check_output("ss -Hltnu 'sport = :9094'").strip()
     assert not cluster, f"Alertmanager's cluster port is open: {cluster}"

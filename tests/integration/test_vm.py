@@ -1,20 +1,20 @@
 """End to end on two sandbox QEMU VMs (TCG, a real kernel): the suite's ONE VM converge. Base +
-hardening converge on node1 with a keyfile-unlocked volume, then verify (LUKS, nftables probed from
-node2, auditd, sshd, sysctls), kernel-side drift injected: `up --check` predicts exactly what the
-next `up` changes, which is only what was drifted (the layer's idempotence on a real kernel; base
-and containerd's is proven on containers), encryption that is real, bad input stopped before any
-change, a reboot after which the keyfile opens the volume and verify passes again, then the same
-volume moved to Tang (`up --tags disk_encryption`), Tang at boot, up and down, and last the Tang
-binding removed by hand: `up --check` predicts exactly the rebind `up` makes. node2 stays as the
-image booted it: it is the other machine on the VM network that probes node1's firewall and runs
-the Tang server that unlocks node1's volume at boot (converging it too would double the module's
-time on two cores without showing anything node1 does not). The tests run in file order: those that
-reboot node1 or change its volume's unlocking come after every test that reads the keyfile-mode
-host. The MLflow layer is left out here (--tags base,hardening): it is proven on containers in
-test_mlflow.py, and its install under TCG would double this module's time. AIDE is off here too
-(os_hardening_aide: false): it needs no real kernel and is proven on containers
-(test_containers.py), while under TCG installing it alone takes 8 min (aide-common registers each
-of its ~200 config fragments with ucf, measured 2026-11-28)."""
+hardening (and node-exporter with the IPMI exporter reading the VM's simulated BMC) converge on
+node1 with a keyfile-unlocked volume, then verify (LUKS, nftables probed from node2, auditd, sshd,
+sysctls), kernel-side drift injected: `up --check` predicts exactly what the next `up` changes,
+which is only what was drifted (the layer's idempotence on a real kernel; base and containerd's is
+proven on containers), encryption that is real, bad input stopped before any change, a reboot after
+which the keyfile opens the volume and verify passes again, then the same volume moved to Tang (`up
+--tags disk_encryption`), Tang at boot, up and down, and last the Tang binding removed by hand: `up
+--check` predicts exactly the rebind `up` makes. node2 stays as the image booted it: it is the other
+machine on the VM network that probes node1's firewall and runs the Tang server that unlocks node1's
+volume at boot (converging it too would double the module's time on two cores without showing
+anything node1 does not). The tests run in file order: those that reboot node1 or change its
+volume's unlocking come after every test that reads the keyfile-mode host. The MLflow layer is left
+out here (--tags base,hardening): it is proven on containers in test_mlflow.py, and its install
+under TCG would double this module's time. AIDE is off here too (os_hardening_aide: false): it needs
+no real kernel and is proven on containers (test_containers.py), while under TCG installing it alone
+takes 8 min (aide-common registers each of its ~200 config fragments with ucf, measured 2026-11-28)."""
 
 from __future__ import annotations
 
@@ -40,16 +40,17 @@ from tests.integration.conftest import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
-#: verify's selection on node1: the layers this module converges (base, hardening), not the MLflow
-#: and monitoring layers it leaves out.
-VM_CHECKS = "not mlflow and not postgresql and not node_exporter and not prometheus"
+#: verify's selection on node1: the layers this module converges (base, hardening, node-exporter
+#: with the BMC's exporter), not the MLflow layer and the monitoring server it leaves out.
+VM_CHECKS = "not mlflow and not postgresql and not prometheus"
 NODES = ["node1", "node2"]
 
 
 TANG = "http://10.213.8.12"  # node2 on the VM network
 # Base, hardening, containerd and the Kubernetes prerequisites (swap, kernel, CRI): node1 is in
-# control_plane; the Kubernetes packages cannot be had here (test_kubernetes_packages_...).
-TAGS = "base,hardening,containerd,kubernetes_prerequisites"
+# control_plane; the Kubernetes packages cannot be had here (test_kubernetes_packages_...). And
+# node-exporter with the IPMI exporter: the sandbox's VMs have a (QEMU-simulated) BMC.
+TAGS = "base,hardening,containerd,kubernetes_prerequisites,node_exporter"
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +100,23 @@ def test_converge_then_verify_hardening(inventory, converged):
                   "every key is escrowed, vault-encrypted, on the admin machine",
                   "keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks",
                   "loaded nftables ruleset: our table only, nftables.d only ours",
-                  "audit rules.d holds only our rules"):
+                  "audit rules.d holds only our rules",
+                  "IPMI exporter reaches the BMC in-band (its bmc collector answers)",
+                  "IPMI exporter: root without capabilities, no new privileges, read-only system"):
         assert ("node1", check) in passed, check
+
+
+def test_bmc_read_in_band_and_a_missing_power_reading_reported(inventory, converged):
+    """The IPMI exporter reads node1's BMC through /dev/ipmi0 (FreeIPMI as root, no capability).
+    QEMU's simulated BMC answers IPMI but not DCMI's power reading: the exporter says so
+    (ipmi_up{collector="dcmi"} 0, no power series), which is what BmcPowerUnreadable fires on. The
+    power value itself needs a real BMC (docs/proven.md)."""
+    metrics = node_ssh(inventory, "node1", "curl -fsS --max-time 60 http://10.213.8.11:9290/metrics").stdout
+    up = {line.split('"')[1]: line.rsplit(" ", 1)[1] for line in metrics.splitlines()
+          if line.startswith("ipmi_up{collector=")}
+    assert up == {"bmc": "1", "chassis": "1", "dcmi": "0", "ipmi": "1"}, up
+    assert "ipmi_chassis_power_state 1" in metrics
+    assert not any(line.startswith("ipmi_dcmi_power_consumption_watts") for line in metrics.splitlines())
 
 
 # Kernel-side drift that `up` repairs, each through a task check mode used to skip (a command) or a

@@ -78,6 +78,11 @@ def test_probe_from_another_node(host, kernel_node):
         exporter = peer.run(_connect(address, port, 3))
         assert exporter.rc == 124, f"node-exporter's port {port} on {address} was not dropped for " \
                                    f"{peer_name}, not a monitoring server (rc {exporter.rc})"
+        if kernel_node["monitoring_bmc"] is True:
+            port = kernel_node["monitoring_ipmi_exporter_port"]  # the BMC's exporter: the same
+            ipmi = peer.run(_connect(address, port, 3))
+            assert ipmi.rc == 124, f"the IPMI exporter's port {port} on {address} was not dropped for " \
+                                   f"{peer_name}, not a monitoring server (rc {ipmi.rc})"
     peer_ip = ipaddress.ip_address(kernel_node.nodes[peer_name])
     clients = [ipaddress.ip_network(c, strict=False) for c in kernel_node["monitoring_client_cidrs"]]
     if kernel_node.name in kernel_node["monitoring_server_hosts"] and not any(peer_ip in c for c in clients):

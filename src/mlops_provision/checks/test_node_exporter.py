@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mlops_provision.checks.conftest import listeners
+from mlops_provision.checks.conftest import Node, listeners
 
 pytestmark = pytest.mark.roles("node_exporter")
 
@@ -62,3 +62,57 @@ def test_exporter_serves_collector_metrics(host, node):
     assert "node_textfile_scrape_error 0" in text, "node-exporter could not read a textfile"
     for name in ("mlops_gpu_pci_devices", "mlops_gpu_nvml_up", "mlops_rapl_up"):
         assert any(line.startswith(name) for line in text.splitlines()), f"{name} not served"
+
+
+# --- The BMC's power (hosts with monitoring_bmc): Debian's IPMI exporter, FreeIPMI in-band ---
+
+def _bmc(node) -> Node:
+    """The node, for the checks of its IPMI exporter: skipped (with the reason) without a BMC."""
+    if node["monitoring_bmc"] is not True:
+        pytest.skip("no BMC: monitoring_bmc is false for this host (the exporter's absence is checked)")
+    return node
+
+
+def test_ipmi_exporter_only_with_a_bmc(host, node):
+    """IPMI exporter installed exactly where the site says the host has a BMC"""
+    installed = host.package(node["node_exporter_os_ipmi_exporter_package"]).is_installed
+    if node["monitoring_bmc"] is True:
+        svc = host.service(node["node_exporter_os_ipmi_service"])
+        assert installed, "monitoring_bmc is true but the IPMI exporter is not installed"
+        assert svc.is_running, f"{node['node_exporter_os_ipmi_service']} is not running: " + host.run(
+            f"journalctl -u {node['node_exporter_os_ipmi_service']} -n 5 --no-pager").stdout
+        assert svc.is_enabled, f"{node['node_exporter_os_ipmi_service']} is not enabled at boot"
+    else:
+        assert not installed, "the IPMI exporter is installed but monitoring_bmc is false for this host"
+
+
+def test_ipmi_exporter_listens_on_node_address_only(host, node):
+    """IPMI exporter listens on the node's address only"""
+    node = _bmc(node)
+    port = node["monitoring_ipmi_exporter_port"]
+    found = listeners(host, port)
+    assert found == {node["node_exporter_listen_address"]}, f"port {port}: listening on {sorted(found)}"
+
+
+def test_ipmi_exporter_runs_as_root_without_capabilities(host, node):
+    """IPMI exporter: root without capabilities, no new privileges, read-only system"""
+    node = _bmc(node)
+    unit = node["node_exporter_os_ipmi_service"]
+    shown = dict(line.split("=", 1) for line in host.check_output(
+        f"systemctl show {unit} -p User -p CapabilityBoundingSet -p NoNewPrivileges -p ProtectSystem "
+        f"-p DevicePolicy").splitlines() if "=" in line)
+    assert shown.get("CapabilityBoundingSet", "x") == "", f"{unit}: capabilities {shown.get('CapabilityBoundingSet')}"
+    assert shown.get("NoNewPrivileges") == "yes", f"{unit}: NoNewPrivileges={shown.get('NoNewPrivileges')}"
+    assert shown.get("ProtectSystem") == "strict", f"{unit}: ProtectSystem={shown.get('ProtectSystem')}"
+    assert shown.get("DevicePolicy") == "closed", f"{unit}: DevicePolicy={shown.get('DevicePolicy')}"
+
+
+def test_ipmi_exporter_reaches_the_bmc(host, node):
+    """IPMI exporter reaches the BMC in-band (its bmc collector answers)"""
+    node = _bmc(node)
+    address = node["node_exporter_listen_address"]
+    address = f"[{address}]" if ":" in address else address
+    text = host.check_output(f"curl -fsS --max-time 60 http://{address}:{node['monitoring_ipmi_exporter_port']}/metrics")
+    up = {line.split('"')[1]: line.rsplit(" ", 1)[1] for line in text.splitlines()
+          if line.startswith("ipmi_up{collector=")}
+    assert up.get("bmc") == "1", f"the BMC does not answer in-band: ipmi_up {up}"

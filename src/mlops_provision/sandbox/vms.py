@@ -148,6 +148,9 @@ class VmBackend(Backend):
                 "-device", "virtio-net-pci,netdev=n0",
                 "-netdev", f"vde,id=n1,sock={switch}",
                 "-device", f"virtio-net-pci,netdev=n1,mac=52:54:00:d5:08:{index:02x}",
+                # A BMC (QEMU's simulated one, on the KCS interface): the kernel's /dev/ipmi0,
+                # read in-band by the IPMI exporter (monitoring_bmc below).
+                "-device", "ipmi-bmc-sim,id=bmc0", "-device", "isa-ipmi-kcs,bmc=bmc0",
                 "-qmp", f"unix:{vm_dir / (node.name + '.qmp')},server=on,wait=off",
                 "-daemonize", "-pidfile", str(pid_file),
             ]
@@ -178,4 +181,7 @@ class VmBackend(Backend):
             "disk_encryption_volumes": [{"name": "mlops-data", "device": DATA_DISK_DEVICE,
                                          "mountpoint": "/srv/mlops"}],
             "disk_encryption_escrow_vault_password_file": str(vault_password),
+            # Each VM has QEMU's simulated BMC: the IPMI exporter reads it in-band. It answers
+            # IPMI but has no DCMI power reading (docs/sandbox.md).
+            "monitoring_bmc": True,
         }

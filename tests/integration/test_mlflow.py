@@ -183,6 +183,27 @@ def test_client_logs_and_reads_back_over_https(first_up, client, tmp_path):
     assert client.get_experiment_by_name("issue-4-e2e").experiment_id == exp
 
 
+def test_gpu_energy_helper_logs_into_a_real_run(inventory, first_up, client):
+    """The training-side helper (mlops_provision.gpu.run_energy) in a run on this MLflow server:
+    NVML is a fake (no GPU here) whose counters rise by 30 kJ and 12 kJ; the run read back holds
+    the energies and the tag naming the GPUs measured."""
+    import mlflow
+
+    from mlops_provision.gpu.run_energy import TAG, GpuEnergy
+    from tests.unit.test_run_energy import FakeNvml
+
+    nvml = FakeNvml({0: [1_000, 1_000 + 30_000_000], 1: [0, 12_000_000]})
+    mlflow.set_tracking_uri(_url(inventory))
+    exp = client.create_experiment("gpu-energy")
+    with mlflow.start_run(experiment_id=exp) as run, GpuEnergy(nvml=nvml):
+        mlflow.log_param("model", "ridge")
+    got = client.get_run(run.info.run_id).data
+    assert got.metrics["gpu0_energy_joules"] == pytest.approx(30_000.0)
+    assert got.metrics["gpu_energy_joules"] == pytest.approx(42_000.0)
+    assert got.metrics["gpu_energy_kwh"] == pytest.approx(42_000.0 / 3.6e6)
+    assert got.tags[TAG] == "measured: gpu0 GPU-0000, gpu1 GPU-0001"
+
+
 def test_second_up_changes_nothing(old_inventory, first_up):
     node1 = by_host(_up(old_inventory))["node1"]
     assert node1["changed"] == 0, node1

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from mlops_provision.compliance import scap
 from mlops_provision.compliance.scap import RULE_PREFIX, parse_results, waivers, waivers_markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hardening-waivers.md"
@@ -49,6 +51,33 @@ def test_every_waiver_has_a_kind_a_setting_and_a_reason():
         assert not rule.startswith(RULE_PREFIX), rule
         assert entry["kind"] in ("deviation", "layout", "scanner"), rule
         assert entry["setting"] and len(entry["reason"]) > 20, rule
+
+
+def test_a_waiver_holds_on_the_releases_it_names(monkeypatch: pytest.MonkeyPatch):
+    """A waiver with `releases` holds there only: the same failure is waived on Debian 12 and a
+    failure on 13; one without holds on every release."""
+    data = {"sysctl_fs_protected_fifos": {"kind": "scanner", "setting": "x", "reason": "r", "releases": ["12"]},
+            "sysctl_net_ipv4_ip_forward": {"kind": "deviation", "setting": "x", "reason": "r"}}
+    monkeypatch.setattr(scap, "all_waivers", lambda: data)
+    xml = results_xml({"sysctl_fs_protected_fifos": "fail", "sysctl_net_ipv4_ip_forward": "fail"})
+    on12, on13 = parse_results(xml, release="12"), parse_results(xml, release="13")
+    assert on12.waived == ["sysctl_fs_protected_fifos", "sysctl_net_ipv4_ip_forward"] and on12.failed == []
+    assert on13.waived == ["sysctl_net_ipv4_ip_forward"] and on13.failed == ["sysctl_fs_protected_fifos"]
+    assert set(waivers("13")) == {"sysctl_net_ipv4_ip_forward"} and set(waivers()) == set(data)
+
+
+@pytest.mark.parametrize("releases", [[], "12", [12], ["bookworm"]])
+def test_a_waivers_releases_are_major_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, releases):
+    bad = tmp_path / "waivers.yml"
+    bad.write_text(yaml.safe_dump({"waivers": {"some_rule": {"kind": "scanner", "setting": "none",
+                                                             "reason": "a reason", "releases": releases}}}))
+    monkeypatch.setattr(scap, "WAIVERS_FILE", bad)
+    scap.all_waivers.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="releases must be a list of Debian major versions"):
+            scap.all_waivers()
+    finally:
+        scap.all_waivers.cache_clear()
 
 
 def test_the_documented_waivers_are_the_data():

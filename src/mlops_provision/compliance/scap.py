@@ -19,15 +19,27 @@ FAILING = ("fail", "error", "unknown")
 
 
 @lru_cache(maxsize=1)
-def waivers() -> dict[str, dict]:
-    """Rule id (without the SSG prefix) -> {kind, setting, reason}."""
+def all_waivers() -> dict[str, dict]:
+    """Rule id (without the SSG prefix) -> {kind, setting, reason[, releases]}: every waiver."""
     data = yaml.safe_load(WAIVERS_FILE.read_text())["waivers"]
     for rule, entry in data.items():
         missing = {"kind", "setting", "reason"} - set(entry)
         if missing or entry["kind"] not in ("deviation", "layout", "scanner"):
             raise ValueError(f"{WAIVERS_FILE}: waiver {rule}: needs kind (deviation, layout or scanner), "
                              f"setting and reason; has {sorted(entry)}")
+        releases = entry.get("releases")
+        if releases is not None and not (isinstance(releases, list) and releases
+                                         and all(isinstance(r, str) and r.isdigit() for r in releases)):
+            raise ValueError(f"{WAIVERS_FILE}: waiver {rule}: releases must be a list of Debian major "
+                             f"versions as strings (e.g. [\"12\"]), got {releases!r}")
     return data
+
+
+def waivers(release: str | None = None) -> dict[str, dict]:
+    """The waivers that hold on Debian ``release`` (its major version, e.g. "13"): those without
+    ``releases`` and those that name it; every waiver when ``release`` is None."""
+    return {rule: entry for rule, entry in all_waivers().items()
+            if release is None or entry.get("releases") is None or str(release) in entry["releases"]}
 
 
 @dataclass
@@ -62,8 +74,10 @@ class ScanResult:
                 "rate": round(self.rate, 1), "raw_rate": round(self.raw_rate, 1)}
 
 
-def parse_results(xml_text: str | bytes, waived: dict[str, dict] | None = None) -> ScanResult:
-    """Read ``oscap xccdf eval --results`` output: the rule results of its (single) TestResult."""
+def parse_results(xml_text: str | bytes, waived: dict[str, dict] | None = None,
+                  release: str | None = None) -> ScanResult:
+    """Read ``oscap xccdf eval --results`` output: the rule results of its (single) TestResult,
+    against ``waived`` (default: the waivers of Debian ``release``, all when None)."""
     root = ET.fromstring(xml_text)
     test = next(root.iter(f"{_XCCDF}TestResult"), None)
     if test is None:
@@ -74,7 +88,7 @@ def parse_results(xml_text: str | bytes, waived: dict[str, dict] | None = None) 
         outcome = rr.findtext(f"{_XCCDF}result", "").strip()
         if outcome != "notselected":
             results[rr.get("idref", "").removeprefix(RULE_PREFIX)] = outcome
-    waived = waivers() if waived is None else waived
+    waived = waivers(release) if waived is None else waived
     scan = ScanResult(profile=(profile.get("idref", "") if profile is not None else "").removeprefix(PROFILE_PREFIX),
                       results=results)
     for rule, outcome in sorted(results.items()):
@@ -87,10 +101,11 @@ def parse_results(xml_text: str | bytes, waived: dict[str, dict] | None = None) 
 
 def waivers_markdown() -> str:
     """The waiver table of docs/hardening-waivers.md."""
-    lines = ["| rule (SCAP Security Guide) | kind | setting | why |", "|---|---|---|---|"]
-    for rule, entry in sorted(waivers().items(), key=lambda kv: (kv[1]["kind"], kv[0])):
+    lines = ["| rule (SCAP Security Guide) | Debian | kind | setting | why |", "|---|---|---|---|---|"]
+    for rule, entry in sorted(all_waivers().items(), key=lambda kv: (kv[1]["kind"], kv[0])):
         reason = " ".join(str(entry["reason"]).split()).replace("|", "\\|")
-        lines.append(f"| `{rule}` | {entry['kind']} | {entry['setting']} | {reason} |")
+        releases = ", ".join(entry["releases"]) if entry.get("releases") else "all"
+        lines.append(f"| `{rule}` | {releases} | {entry['kind']} | {entry['setting']} | {reason} |")
     return "\n".join(lines) + "\n"
 
 

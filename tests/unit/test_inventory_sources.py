@@ -194,7 +194,8 @@ def test_files_ansible_skips_in_the_inventory_directory_are_skipped_with_a_warni
                                                   "3432326539373866386638613737303465\n")
     site = load(tmp_path)
     assert site.hosts == sorted(members(ansible_inventory([tmp_path]))["all"])
-    assert sorted(Path(w.file).name for w in site.warnings) == ["mlflow-ca.crt", "mlflow-ca.key.vault", "site.yml"]
+    assert sorted(Path(w.file).name for w in site.warnings if w.key != "monitoring") == [
+        "mlflow-ca.crt", "mlflow-ca.key.vault", "site.yml"]
 
 
 def test_a_host_reached_by_name_needs_no_ansible_host(sites: dict[str, list[Path]]) -> None:
@@ -241,9 +242,10 @@ def test_warnings_are_shown_and_refuse_only_with_strict(tmp_path: Path) -> None:
     runner = CliRunner()
     lax = runner.invoke(main, ["validate", "-i", str(tmp_path / "hosts.yml")])
     assert lax.exit_code == 0, lax.output
-    assert "1 warning(s)" in lax.output and "ansible_become_password" in lax.output
+    # (and the one of a site without a monitoring server: test_site_inputs)
+    assert "2 warning(s)" in lax.output and "ansible_become_password" in lax.output
     strict = runner.invoke(main, ["validate", "-i", str(tmp_path / "hosts.yml"), "--strict"])
     assert strict.exit_code == 2 and "ansible_become_password" in strict.output, strict.output
     as_json = json.loads(runner.invoke(main, ["validate", "-i", str(tmp_path / "hosts.yml"),
                                               "--output", "json"]).output)
-    assert as_json["valid"] and [w["key"] for w in as_json["warnings"]] == ["ansible_become_password"]
+    assert as_json["valid"] and [w["key"] for w in as_json["warnings"]] == ["ansible_become_password", "monitoring"]

@@ -233,7 +233,16 @@ CPU = "    cpu_workers:\n      hosts:\n        cpu1:\n          ansible_host: 19
 
 
 def warnings_of(site: Path, **kwargs) -> list[Problem]:
-    return load(site, **kwargs).warnings
+    """The site's warnings but the one of an empty group monitoring (these sites have no
+    monitoring server: test_no_monitoring_server_is_a_warning)."""
+    return [w for w in load(site, **kwargs).warnings if w.key != "monitoring"]
+
+
+def test_no_monitoring_server_is_a_warning(tmp_path: Path) -> None:
+    """No host in group monitoring: `up` picks one that validate and verify do not see as one."""
+    (warning,) = [w for w in load(write(tmp_path, {"hosts.yml": HOSTS})).warnings if w.key == "monitoring"]
+    assert warning.where == "host 'gpu1'" and "no host in group monitoring" in warning.expected
+    assert "expected the host in group monitoring" in warning.expected
 
 
 def test_role_variable_where_the_role_never_runs_is_a_warning(tmp_path: Path) -> None:
@@ -294,14 +303,14 @@ def test_strict_warnings_make_them_problems(tmp_path: Path) -> None:
     site = write(tmp_path, {"hosts.yml": HOSTS + CPU + "        gpu2:\n"})
     with pytest.raises(InventoryInvalid) as info:
         load(site, strict_warnings=True)
-    assert [p.key for p in info.value.problems] == ["cpu_workers"] and info.value.warnings == []
+    assert [p.key for p in info.value.problems] == ["cpu_workers", "monitoring"] and info.value.warnings == []
     # without --strict, an invalid site still carries its warnings
     bad = write(tmp_path / "bad", {"hosts.yml": HOSTS + CPU + "        gpu2:\n",
                                    "group_vars/all.yml": "---\nbase_apt_cache_valid_time: soon\n"})
     with pytest.raises(InventoryInvalid) as info:
         load(bad)
     assert [p.key for p in info.value.problems] == ["base_apt_cache_valid_time"]
-    assert [w.key for w in info.value.warnings] == ["cpu_workers"]
+    assert [w.key for w in info.value.warnings] == ["cpu_workers", "monitoring"]
 
 
 def test_the_example_site_has_no_warning() -> None:

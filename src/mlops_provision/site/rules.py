@@ -651,6 +651,18 @@ def plain_connection_passwords(host: HostView) -> None:
                                host=host.name)
 
 
+def monitoring_server_named(hosts: list[HostView]) -> None:
+    """Warn when no host is in group monitoring: `up` then picks the server itself (role mlops's
+    monitoring_server_hosts), and validate and verify do not see that host as one."""
+    if not hosts or any("monitoring" in h.groups for h in hosts):
+        return
+    hosts[0].warn("monitoring", "no host in group monitoring: `up` puts Prometheus, Alertmanager and "
+                  "the monitoring page on the first control plane, else the first MLflow host, else the "
+                  "first host, but validate (the page's password, alert receivers) and verify (the "
+                  "server's checks) do not treat that host as a monitoring server: expected the host "
+                  "in group monitoring (docs/monitoring.md)", at_host=True)
+
+
 #: Rules run for each host, in order.
 HOST_RULES: list[Callable[[HostView], None]] = [
     tang_settings, group_secrets, protected_modules, port_clashes, gpu_rules,
@@ -660,5 +672,5 @@ HOST_RULES: list[Callable[[HostView], None]] = [
 #: Rules run once over all hosts.
 SITE_RULES: list[Callable[[list[HostView]], None]] = [
     unique_addresses, kubernetes_topology, kubernetes_networks, published_secrets_used,
-    role_variables_where_the_role_never_runs,
+    role_variables_where_the_role_never_runs, monitoring_server_named,
 ]

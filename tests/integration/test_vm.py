@@ -61,7 +61,10 @@ def inventory(tmp_path_factory):
     inv = bring_up(site, 2, "vm", release="12")  # Debian 13's kernel side: docs/proven.md
     node_ssh(inventory=inv, node="node2", command="apt-get update -q && DEBIAN_FRONTEND=noninteractive "
              "apt-get install -y -q --no-install-recommends tang && systemctl is-active tangd.socket")
-    inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(os_hardening_aide=False))
+    # The monitoring page (on node1, in group monitoring) only from QEMU's NAT network: node2 is
+    # then a non-admin network whose connections to the page the firewall must drop.
+    inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(
+        os_hardening_aide=False, monitoring_client_cidrs=["10.0.2.0/24"]))
     # node1 (control_plane) gets a swap file in fstab, as many installs have: the Kubernetes
     # prerequisites must turn it off for good (checked after the reboot below).
     node_ssh(inventory=inv, node="node1", command="fallocate -l 64M /swapfile && chmod 600 /swapfile && "

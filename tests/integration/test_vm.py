@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from mlops_provision.checks.test_node_exporter import ipmi_up
 from mlops_provision.sandbox import Sandbox
 from tests.conftest import mp
 from tests.integration.conftest import (
@@ -115,8 +116,7 @@ def test_bmc_read_in_band_and_a_missing_power_reading_reported(inventory, conver
     (ipmi_up{collector="dcmi"} 0, no power series), which is what BmcPowerUnreadable fires on. The
     power value itself needs a real BMC (docs/proven.md)."""
     metrics = node_ssh(inventory, "node1", "curl -fsS --max-time 60 http://10.213.8.11:9290/metrics").stdout
-    up = {line.split('"')[1]: line.rsplit(" ", 1)[1] for line in metrics.splitlines()
-          if line.startswith("ipmi_up{collector=")}
+    up = ipmi_up(metrics)
     assert up == {"bmc": "1", "chassis": "1", "dcmi": "0", "ipmi": "1"}, up
     assert "ipmi_chassis_power_state 1" in metrics
     assert not any(line.startswith("ipmi_dcmi_power_consumption_watts") for line in metrics.splitlines())

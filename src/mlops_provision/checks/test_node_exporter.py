@@ -16,10 +16,16 @@ pytestmark = pytest.mark.roles("node_exporter")
 STALE_INTERVALS = 4
 
 
-def _metrics(host, node) -> str:
-    address = node["node_exporter_listen_address"]
-    url = f"http://{address}:{node['monitoring_node_exporter_port']}/metrics"
-    return host.check_output(f"curl -fsS --max-time 10 {url}")
+def _metrics(host, node, port_var: str = "monitoring_node_exporter_port", timeout: int = 10) -> str:
+    """An exporter's metrics at the node's address (node-exporter's, or the one on ``port_var``)."""
+    url = f"http://{node['node_exporter_listen_host']}:{node[port_var]}/metrics"
+    return host.check_output(f"curl -fsS --max-time {timeout} {url}")
+
+
+def ipmi_up(text: str) -> dict[str, str]:
+    """The IPMI exporter's ``ipmi_up`` per collector, from its metrics text."""
+    return {line.split('"')[1]: line.rsplit(" ", 1)[1] for line in text.splitlines()
+            if line.startswith("ipmi_up{collector=")}
 
 
 def test_exporter_running(host, node):
@@ -109,10 +115,5 @@ def test_ipmi_exporter_runs_as_root_without_capabilities(host, node):
 
 def test_ipmi_exporter_reaches_the_bmc(host, node):
     """IPMI exporter reaches the BMC in-band (its bmc collector answers)"""
-    node = _bmc(node)
-    address = node["node_exporter_listen_address"]
-    address = f"[{address}]" if ":" in address else address
-    text = host.check_output(f"curl -fsS --max-time 60 http://{address}:{node['monitoring_ipmi_exporter_port']}/metrics")
-    up = {line.split('"')[1]: line.rsplit(" ", 1)[1] for line in text.splitlines()
-          if line.startswith("ipmi_up{collector=")}
+    up = ipmi_up(_metrics(host, _bmc(node), "monitoring_ipmi_exporter_port", timeout=60))
     assert up.get("bmc") == "1", f"the BMC does not answer in-band: ipmi_up {up}"

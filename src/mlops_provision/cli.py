@@ -461,13 +461,16 @@ site_option = click.option("--site", type=click.Path(file_okay=False, path_type=
 @click.option("--nodes", default=3, show_default=True, type=click.IntRange(min=1),
               help="Number of nodes (containers: up to 200; VMs: up to 9).")
 @click.option("--kind", type=click.Choice(["container", "vm"]), default="container", show_default=True)
-@release_option
-def sandbox_up(site: Path, nodes: int, kind: str, release: str) -> None:
+@click.option("--release", type=click.Choice(list(RELEASES)), multiple=True, default=[CURRENT],
+              show_default=True, help="Debian release of the nodes (the roles support both; default Debian's "
+              "current stable). Repeated, a mixed sandbox: the Nth --release is node N's, the last one "
+              "also the rest's (--release 12 --release 13: node1 on 12, the others on 13).")
+def sandbox_up(site: Path, nodes: int, kind: str, release: tuple[str, ...]) -> None:
     """Start N sandbox nodes and write their inventory."""
     from mlops_provision.sandbox import Sandbox
 
     box = Sandbox(site, log=lambda m: err.print(m, highlight=False, markup=False))
-    box.up(nodes=nodes, kind=kind, release=release)  # errors: exit codes via _Main (sandbox/errors)
+    box.up(nodes=nodes, kind=kind, release=list(release))  # errors: exit codes via _Main (sandbox/errors)
     _print_status(box)
     click.echo(f"inventory: {box.inventory}")
 
@@ -475,7 +478,7 @@ def sandbox_up(site: Path, nodes: int, kind: str, release: str) -> None:
 def _print_status(box) -> None:
     rows = box.status()
     table = Table(title=f"sandbox {box.dir}", title_justify="left")
-    columns = ("node", "kind", "state", "ssh", "address", "groups", "published")
+    columns = ("node", "kind", "debian", "state", "ssh", "address", "groups", "published")
     for col in columns:
         table.add_column(col)
     for row in rows:

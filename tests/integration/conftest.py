@@ -61,9 +61,10 @@ def require_host_tools(kind: str) -> None:
         pytest.fail(f"sandbox host packages missing: {' '.join(missing)} (run scripts/setup.sh)")
 
 
-def bring_up(site: Path, nodes: int, kind: str, release: str | None = None) -> Path:
+def bring_up(site: Path, nodes: int, kind: str, release: str | list[str] | None = None) -> Path:
+    """`sandbox up` at ``site``; ``release``: every node's Debian release, or one per node."""
     require_host_tools(kind)
-    pinned = ("--release", release) if release else ()
+    pinned = [arg for r in ([release] if isinstance(release, str) else release or []) for arg in ("--release", r)]
     res = mp("sandbox", "up", "--site", site, "--nodes", str(nodes), "--kind", kind, *pinned, timeout=1800)
     assert res.rc == 0, res.stderr
     return site / ".mlops-provision" / "sandbox" / "inventory.yml"

@@ -210,3 +210,39 @@ def test_each_debian_release_has_its_own_image_and_a_sandbox_keeps_its_release(t
         box.check_request(1, "container", "13")
     with pytest.raises(SandboxBadInput, match="unknown Debian release '11'"):
         box.check_request(1, "container", "11")
+
+
+def test_a_mixed_sandbox_gives_each_node_its_release_and_image(tmp_path: Path, monkeypatch) -> None:
+    """`--release 12 --release 13`: node1 on 12, every later node on 13, each VM booted from its
+    release's disk and kernel; the state keeps them and a request for other releases is refused."""
+    from mlops_provision.sandbox import vms
+    from mlops_provision.sandbox.errors import SandboxBadInput
+    from mlops_provision.sandbox.image import image_for
+    from mlops_provision.sandbox.model import describe_releases, node_releases
+
+    assert node_releases(3, ["12", "13"]) == ["12", "13", "13"]
+    assert node_releases(2, "13") == ["13", "13"] and node_releases(1, ["12", "13"]) == ["12"]
+    assert describe_releases(["12", "13", "13"]) == "Debian 12 and 13" and describe_releases(["13"]) == "Debian 13"
+    box = Sandbox(tmp_path)
+    box.dir.mkdir(parents=True)
+    state = State(kind="vm", image="x", release="12",
+                  nodes=[Node(name=f"node{i}", ssh_port=2200 + i, address=f"10.213.8.{10 + i}",
+                              groups=node_groups(i), release=r) for i, r in ((1, "12"), (2, "13"))])
+    state.save(box.state_file)
+    assert State.load(box.state_file).releases() == ["12", "13"]
+    old = State(kind="vm", image="x", release="12", nodes=[Node(name="node1", ssh_port=1, address="a", groups=[])])
+    assert old.releases() == ["12"]  # a state file from before per-node releases
+    backend = box.backend("vm")
+    with pytest.raises(SandboxBadInput, match=r"2 node\(s\) \(Debian 12 and 13\)"):
+        box.check_request(2, "vm", ["13"])
+    started: list[list[str]] = []
+    monkeypatch.setattr(vms, "_run", lambda cmd, what, **kw: started.append([str(c) for c in cmd]))
+    monkeypatch.setattr(vms.VmBackend, "_ensure_switch", lambda self: tmp_path / "vde.ctl")
+    images = {r: image_for(release=r) for r in ("12", "13")}
+    box._ensure_key()
+    backend.start(state, images)
+    qemu = {cmd[cmd.index("-name") + 1]: cmd for cmd in started if cmd[0] == "qemu-system-x86_64"}
+    disks = {cmd[-1].split("/")[-1]: cmd[cmd.index("-b") + 1] for cmd in started if "-b" in cmd}
+    for node, release in (("node1", "12"), ("node2", "13")):
+        assert qemu[node][qemu[node].index("-kernel") + 1] == str(images[release].kernel)
+        assert disks[f"{node}-root.qcow2"] == str(images[release].base_disk)

@@ -37,8 +37,9 @@ class Backend(ABC):
         """Build or import what the nodes boot from (cached)."""
 
     @abstractmethod
-    def start(self, state: State, image: Image) -> None:
-        """Start every node of ``state`` that is not running (idempotent)."""
+    def start(self, state: State, images: dict[str, Image]) -> None:
+        """Start every node of ``state`` that is not running (idempotent), each from the image of
+        its Debian release (``images``: release -> image)."""
 
     @abstractmethod
     def stop(self, state: State) -> None:

@@ -108,11 +108,11 @@ class ContainerBackend(Backend):
             _podman("rm", "-f", "-t", "5", *names, check=False)
         return others - orphans
 
-    def start(self, state: State, image: Image) -> None:
+    def start(self, state: State, images: dict[str, Image]) -> None:
         state.network = NETWORK
         if _podman("network", "exists", NETWORK, check=False).returncode != 0:
             _podman("network", "create", "--subnet", SUBNET, NETWORK)
-        for node in state.nodes:
+        for node, release in zip(state.nodes, state.releases(), strict=True):
             name = self.name(node)
             current, ssh_port = _inspect(name)
             if current != "absent" and ssh_port != node.ssh_port:
@@ -138,7 +138,7 @@ class ContainerBackend(Backend):
                 "-v", f"{seed}:/mlops-seed:ro",
                 "--label", f"{LABEL}={self.dir}",
                 *(f"--cap-add={cap}" for cap in EXTRA_CAPS),
-                image.tag,
+                images[release].tag,
             )
 
     def status(self, node: Node) -> str:

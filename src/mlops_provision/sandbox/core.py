@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlops_provision.sandbox.backend import Backend
@@ -22,7 +22,16 @@ from mlops_provision.sandbox.image import (
     ensure_vm_image,
     image_for,
 )
-from mlops_provision.sandbox.model import PUBLISHED, STATE_FILE, Node, State, free_port, node_groups
+from mlops_provision.sandbox.model import (
+    PUBLISHED,
+    STATE_FILE,
+    Node,
+    State,
+    describe_releases,
+    free_port,
+    node_groups,
+    node_releases,
+)
 from mlops_provision.sandbox.site_inventory import (
     GROUP_SECRETS,
     VAULT_PASSWORD,
@@ -131,8 +140,9 @@ class Sandbox:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                             "mlops-provision-sandbox", "-f", str(self.key)], check=True)
 
-    def check_request(self, nodes: int, kind: str, release: str = DEFAULT_RELEASE) -> Backend:
-        """Refuse what cannot work before anything starts (SandboxBadInput, exit 2)."""
+    def check_request(self, nodes: int, kind: str, release: str | Sequence[str] = DEFAULT_RELEASE) -> Backend:
+        """Refuse what cannot work before anything starts (SandboxBadInput, exit 2). ``release``:
+        one Debian release for every node, or one per node (:func:`model.node_releases`)."""
         if kind not in BACKENDS:
             raise SandboxBadInput(f"unknown sandbox kind {kind!r}: expected one of {', '.join(KINDS)}")
         backend = self.backend(kind)
@@ -143,12 +153,13 @@ class Sandbox:
                                   hint=f"({backend.max_nodes_reason})")
         _require_host_packages(kind)
         backend.check_host(nodes)
-        _release(release)
+        releases = [_release(r) for r in node_releases(nodes, release)]
         current = self.state()
-        if current and (current.kind != kind or len(current.nodes) != nodes or current.release != release):
+        if current and (current.kind != kind or len(current.nodes) != nodes or current.releases() != releases):
             raise SandboxBadInput(
-                f"a {current.kind} sandbox with {len(current.nodes)} Debian {current.release} node(s) is "
-                f"already up in {self.dir}", hint="run `mlops-provision sandbox down` first")
+                f"a {current.kind} sandbox with {len(current.nodes)} node(s) "
+                f"({describe_releases(current.releases())}) is already up in {self.dir}",
+                hint="run `mlops-provision sandbox down` first")
         others = backend.conflicts()
         if others:  # container sandboxes share one podman network and its addresses
             sites = ", ".join(sorted(str(Path(o).parent.parent) for o in others))
@@ -157,26 +168,31 @@ class Sandbox:
                                   hint="stop it first with `mlops-provision sandbox down --site SITE`")
         return backend
 
-    def up(self, nodes: int = 3, kind: str = "container", release: str = DEFAULT_RELEASE) -> State:
+    def up(self, nodes: int = 3, kind: str = "container", release: str | Sequence[str] = DEFAULT_RELEASE) -> State:
+        """Start ``nodes`` nodes of ``kind``; ``release``: one Debian release for every node, or
+        one per node (the Nth node's; the last one the rest's): a mixed sandbox."""
         backend = self.check_request(nodes, kind, release)
+        releases = node_releases(nodes, release)
         current = self.state()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._ensure_key()
-        image = image_for(release=release)
-        t0 = time.monotonic()
-        _image_step(lambda: backend.ensure_image(image, self.log))
-        self.log(f"image ready ({image.recipe.digest()}) in {time.monotonic() - t0:.0f} s")
-        state = current or State(kind=kind, image=image.recipe.digest(), release=release)
+        images = {r: image_for(release=r) for r in dict.fromkeys(releases)}
+        for image in images.values():
+            t0 = time.monotonic()
+            _image_step(lambda image=image: backend.ensure_image(image, self.log))
+            self.log(f"image ready ({image.recipe.digest()}) in {time.monotonic() - t0:.0f} s")
+        state = current or State(kind=kind, image=",".join(i.recipe.digest() for i in images.values()),
+                                 release=releases[0])
         if not state.nodes:
             taken: set[int] = set()
             state.nodes = [Node(name=f"node{i}", ssh_port=free_port(taken), address=backend.node_address(i),
-                                groups=node_groups(i)) for i in range(1, nodes + 1)]
+                                groups=node_groups(i), release=releases[i - 1]) for i in range(1, nodes + 1)]
             for node in state.nodes:
                 node.ports = {name: free_port(taken) for group in node.groups
                               for name in PUBLISHED.get(group, {})}
         t1 = time.monotonic()
         try:
-            backend.start(state, image)
+            backend.start(state, {r: images[r] for r in state.releases()})
         finally:  # what started is recorded, so that `sandbox down` removes it
             state.save(self.state_file)
         self.wait_for_ssh(state)
@@ -200,9 +216,9 @@ class Sandbox:
             return []
         backend = self.backend(state.kind)
         rows = []
-        for node in state.nodes:
+        for node, release in zip(state.nodes, state.releases(), strict=True):
             host, port = backend.address(node)
-            rows.append({"node": node.name, "kind": state.kind, "state": backend.status(node),
+            rows.append({"node": node.name, "kind": state.kind, "debian": release, "state": backend.status(node),
                          "ssh": f"{host}:{port}", "address": node.address,
                          "groups": ",".join(node.groups),
                          "published": ", ".join(f"{name} 127.0.0.1:{port}"

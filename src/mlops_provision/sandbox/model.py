@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ class Node:
     pid_file: str = ""
     # Services published on 127.0.0.1 of this machine: name ("https", "http") -> host port.
     ports: dict[str, int] = field(default_factory=dict)
+    # Debian's release number of this node ("": the sandbox's, state files from before it).
+    release: str = ""
 
     def published(self) -> dict[str, int]:
         """Host port -> port inside the node, for each published service."""
@@ -41,7 +44,7 @@ class State:
     image: str
     nodes: list[Node] = field(default_factory=list)
     network: str = ""
-    release: str = "12"  # Debian's release number (state files from before it: 12)
+    release: str = "12"  # Debian's release of node1 (state files from before it: 12)
 
     @classmethod
     def load(cls, path: Path) -> State | None:
@@ -51,8 +54,25 @@ class State:
         data["nodes"] = [Node(**n) for n in data["nodes"]]
         return cls(**data)
 
+    def releases(self) -> list[str]:
+        """Each node's Debian release, in node order."""
+        return [node.release or self.release for node in self.nodes]
+
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def node_releases(nodes: int, releases: str | Sequence[str]) -> list[str]:
+    """Each of ``nodes`` nodes' Debian release: the Nth of ``releases`` is node N's, the last one
+    that of the nodes after it (one release: every node's)."""
+    wanted = [releases] if isinstance(releases, str) else list(releases)
+    return [wanted[min(i, len(wanted) - 1)] for i in range(nodes)] if wanted else []
+
+
+def describe_releases(releases: Sequence[str]) -> str:
+    """"Debian 13", or "Debian 12 and 13" for a mixed sandbox."""
+    distinct = list(dict.fromkeys(releases))
+    return "Debian " + (" and ".join([", ".join(distinct[:-1]), distinct[-1]]) if len(distinct) > 1 else distinct[0])
 
 
 def node_groups(index: int) -> list[str]:

@@ -391,8 +391,10 @@ def molecule_inventory(root: Path) -> Path:
                                          "molecule_yml.provisioner.log|default(False) | bool }}")
     inventory: dict = {"all": {"hosts": {}, "vars": molecule_vars}, "ungrouped": {"vars": {}}}
     for platform in config["platforms"]:
-        # molecule-plugins' podman driver: ansible_connection_options()
-        node = {"ansible_connection": "podman", "ansible_podman_executable": "podman"}
+        # Molecule's default driver: ansible_connection_options() from create.yml's instance config
+        node = {"ansible_host": "127.0.0.1", "ansible_port": 40022, "ansible_user": "root",
+                "ansible_private_key_file": str(root / "id_ed25519"),
+                "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no"}
         inventory["all"]["hosts"][platform["name"]] = node
         for group in platform["groups"]:
             inventory.setdefault(group, {"hosts": {}})["hosts"][platform["name"]] = node
@@ -412,8 +414,8 @@ def _molecule_check(tmp_path: Path) -> preflight.Result:
 
 
 def test_molecule_inventory_passes_address_and_variable_checks(tmp_path: Path) -> None:
-    """Its podman host has no ansible_host (no address needed), its molecule_* variables are
-    Molecule's own, and its secrets come through file lookups."""
+    """Its host's address (127.0.0.1, where create.yml publishes its SSH port) passes, its
+    molecule_* variables are Molecule's own, and its secrets come through file lookups."""
     text = _molecule_check(tmp_path).text
     for key in (": ansible_host:", ": molecule_", ": mlflow_admin_password:", ": mlflow_db_password:"):
         assert key not in text, text

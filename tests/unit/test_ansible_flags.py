@@ -291,3 +291,37 @@ def test_the_admins_environment_wins_over_the_file_paths_resolve_and_prompts_sta
     assert "ANSIBLE_BECOME_ASK_PASS" not in env and "ANSIBLE_ASK_VAULT_PASS" not in env  # no prompt inside the run
     assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"  # ansible-runner would turn it off
     ansible_config._read.cache_clear()
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bool_variables() -> set[str]:
+    names = set()
+    for spec in (ROOT / "roles").glob("*/meta/argument_specs.yml"):
+        for entry in (yaml.safe_load(spec.read_text())["argument_specs"] or {}).values():
+            names |= {name for name, opt in (entry.get("options") or {}).items() if opt.get("type") == "bool"}
+    return names
+
+
+def test_a_boolean_given_as_minus_e_name_false_is_false_in_every_role() -> None:
+    """`-e os_hardening_aide=false` gives Ansible the string "false" (key=value extra vars are
+    strings): a role that reads the variable bare would take it as true in an expression and, in a
+    `when:`, stop mid-run (ansible-core 2.19 refuses a string as a condition). Every read of a
+    variable the roles' argument specs type as bool goes through `| bool`, where "false", "no",
+    "0" and false are all false."""
+    names = _bool_variables()
+    assert {"os_hardening_aide", "firewall_allow_ping", "containerd_cdi"} <= names
+    bare = []
+    sources = [p for p in (ROOT / "roles").rglob("*") if p.suffix in (".yml", ".j2")
+               and p.parent.name not in ("meta", "defaults")] + sorted((ROOT / "playbooks").glob("*.yml"))
+    for path in sources:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            text = line.strip()
+            if text.startswith(("#", "- name:")):
+                continue
+            # a variable shown in a message ({{ name }}, or a quoted word) is not a read
+            code = re.sub(r"\{\{\s*\w+\s*\}\}|'[^']*'", "", text)
+            bare += [f"{path.relative_to(ROOT)}:{number}: {name}" for name in names
+                     if re.search(rf"\b{name}\b(?!\s*\|\s*bool)(?!\s*:)", code)
+                     and not re.search(rf"\b{name}\b\s+is\b", code)]
+    assert bare == [], "\n".join(bare)

@@ -57,11 +57,15 @@ stage "sandbox image (built once, shared by the integration tests and Molecule)"
 # Debian 12: the shared container sandbox (upgraded to 13 in place by test_upgrade_to_debian13)
 # and test_vm's node1. Debian 13 (the default): test_vm's node2, test_sandbox's nodes and
 # Molecule's fresh node. Both releases, fresh and upgraded, in every run.
-mlops-provision sandbox image --kind container --release 12 >/dev/null
-mlops-provision sandbox image --kind vm --release 12 >/dev/null
+# The two releases build at once (debootstrap mostly waits on the mirror; each release has its
+# own directory in the image cache).
+{ mlops-provision sandbox image --kind container --release 12 >/dev/null \
+  && mlops-provision sandbox image --kind vm --release 12 >/dev/null; } &
+release12=$!
 mlops-provision sandbox image --kind vm --release 13 >/dev/null
 MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container --release 13)
 export MLOPS_SANDBOX_IMAGE
+wait "$release12"
 stage "pytest and molecule, two lanes"
 lane containers containers &
 lane vm vms &

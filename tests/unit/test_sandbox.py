@@ -235,6 +235,8 @@ def test_a_mixed_sandbox_gives_each_node_its_release_and_image(tmp_path: Path, m
     backend = box.backend("vm")
     with pytest.raises(SandboxBadInput, match=r"2 node\(s\) \(Debian 12 and 13\)"):
         box.check_request(2, "vm", ["13"])
+    with pytest.raises(SandboxBadInput, match="3 releases for 2 node"):
+        box.check_request(2, "vm", ["12", "13", "13"])
     started: list[list[str]] = []
     monkeypatch.setattr(vms, "_run", lambda cmd, what, **kw: started.append([str(c) for c in cmd]))
     monkeypatch.setattr(vms.VmBackend, "_ensure_switch", lambda self: tmp_path / "vde.ctl")

@@ -153,7 +153,10 @@ class Sandbox:
                                   hint=f"({backend.max_nodes_reason})")
         _require_host_packages(kind)
         backend.check_host(nodes)
-        releases = [_release(r) for r in node_releases(nodes, release)]
+        wanted = [release] if isinstance(release, str) else list(release)
+        if len(wanted) > nodes:
+            raise SandboxBadInput(f"{len(wanted)} releases for {nodes} node(s): give --release at most once per node")
+        releases = [_release(r) for r in node_releases(nodes, wanted)]
         current = self.state()
         if current and (current.kind != kind or len(current.nodes) != nodes or current.releases() != releases):
             raise SandboxBadInput(

@@ -393,6 +393,19 @@ def test_role_vars_resolve_templates_of_os_vars_files() -> None:
         assert seen["postgresql_os_service"] == f"postgresql@{version}-main.service"
 
 
+def test_role_vars_template_defaults_that_read_other_hosts() -> None:
+    """As in a playbook run, `hostvars` is there: a default built from other hosts' variables
+    (monitoring_server_addresses: the monitoring servers' node addresses) is templated on every
+    host, the servers' own and the others', never left as its template text."""
+    inv = load(EXAMPLE, vault_password_file=EXAMPLE_VAULT)
+    facts = {"distribution": "Debian", "os_family": "Debian", "distribution_major_version": "13"}
+    servers = inv.role_vars("cp1", facts=facts)["monitoring_server_hosts"]
+    wanted = [str(inv.hostvars(h).get("mlops_node_address") or inv.hostvars(h)["ansible_host"]) for h in servers]
+    assert servers and wanted
+    for host in inv.hosts:
+        assert inv.role_vars(host, facts=facts)["monitoring_server_addresses"] == wanted, host
+
+
 def test_example_uses_documentation_addresses() -> None:
     import ipaddress
 

@@ -46,6 +46,7 @@ class AnsibleSite:
             VaultSecretsContext.initialize(VaultSecretsContext(vault_secrets))  # for templating
         from ansible.inventory.manager import InventoryManager
         from ansible.parsing.dataloader import DataLoader
+        from ansible.vars.hostvars import HostVars
         from ansible.vars.manager import VariableManager
 
         self.loader = DataLoader()
@@ -53,6 +54,9 @@ class AnsibleSite:
         sources = inventory if isinstance(inventory, list) else [inventory]
         self.inventory = InventoryManager(loader=self.loader, sources=[str(s) for s in sources])
         self.variables = VariableManager(loader=self.loader, inventory=self.inventory)
+        # `hostvars`, as a playbook run has it (Ansible's TaskQueueManager makes the same object):
+        # defaults that read other hosts' variables (monitoring_server_addresses) template too.
+        HostVars(inventory=self.inventory, variable_manager=self.variables, loader=self.loader)
         self._hosts_lock = threading.RLock()
 
     def hosts(self) -> list[str]:

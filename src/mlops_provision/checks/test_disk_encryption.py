@@ -71,7 +71,13 @@ def test_opens_at_boot(host, kernel_node, volumes):
         assert got == want_key, f"crypttab {vol['name']}: key {got}, expected {want_key}"
         if tang:
             assert len(fields) == 4 and "_netdev" in fields[3].split(","), f"crypttab {vol['name']}: no _netdev"
-        assert f"/dev/mapper/{vol['name']} {vol['mountpoint']} " in fstab, f"{vol['mountpoint']} not in fstab"
+        line = next((entry.split() for entry in fstab.splitlines()
+                     if entry.split()[:2] == [f"/dev/mapper/{vol['name']}", vol["mountpoint"]]), None)
+        assert line, f"{vol['mountpoint']} not in fstab"
+        at_boot = set(kernel_node["disk_encryption_boot_mount_options"])
+        assert len(line) >= 4 and at_boot <= set(line[3].split(",")), \
+            f"fstab mounts {vol['mountpoint']} without {sorted(at_boot - set(line[3].split(',')))}: " \
+            "a slow unlock at boot would leave it unmounted"
         wanted = {o for o in vol.get("mount_options", kernel_node["disk_encryption_mount_options"]).split(",") if o}
         live = set(host.check_output(f"findmnt -n -o OPTIONS --target {vol['mountpoint']}").split(","))
         assert wanted <= live, f"{vol['mountpoint']} is mounted without {sorted(wanted - live)}"

@@ -24,8 +24,7 @@ ansible-lint --profile production --offline -q
 #               ansible-playbook under stock Ansible on Molecule's own inventory: converge,
 #               idempotence, verify on a podman container reached over SSH; never two
 #               container sandboxes at once);
-#   vm:         test_vm, the one VM converge: a Debian 12 and a Debian 13 VM at once (the kernel
-#               side of both releases; check/real agreement, reboot, Tang).
+#   vm:         test_vm, the one VM converge (check/real agreement, reboot, Tang).
 # Each lane's lines are prefixed with its name; each lane's log is kept and its summary repeated
 # at the end. The suite fails if any lane fails. Its time on a fresh clone: docs/performance.md.
 logs=$(mktemp -d /tmp/mlops-test-logs.XXXXXX)
@@ -55,14 +54,13 @@ lane unit unit &
 unit_lane=$!
 stage "sandbox image (built once, shared by the integration tests and Molecule)"
 # Debian 12: the shared container sandbox (upgraded to 13 in place by test_upgrade_to_debian13)
-# and test_vm's node1. Debian 13 (the default): test_vm's node2, test_sandbox's nodes and
-# Molecule's fresh node. Both releases, fresh and upgraded, in every run.
+# and the VM. Debian 13 (the default): test_sandbox's nodes and Molecule's fresh node. Both
+# releases, fresh and upgraded, in every run.
 # The two releases build at once (debootstrap mostly waits on the mirror; each release has its
 # own directory in the image cache).
 { mlops-provision sandbox image --kind container --release 12 >/dev/null \
   && mlops-provision sandbox image --kind vm --release 12 >/dev/null; } &
 release12=$!
-mlops-provision sandbox image --kind vm --release 13 >/dev/null
 MLOPS_SANDBOX_IMAGE=$(mlops-provision sandbox image --kind container --release 13)
 export MLOPS_SANDBOX_IMAGE
 wait "$release12"

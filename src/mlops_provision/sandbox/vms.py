@@ -139,11 +139,8 @@ class VmBackend(Backend):
                 "-accel", "tcg,thread=multi", "-smp", str(CPUS), "-m", str(MEMORY_MB),
                 "-display", "none", "-serial", f"file:{vm_dir / (node.name + '-console.log')}",
                 "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append,
-                # cache=unsafe: the guest's flushes (dpkg syncs every package it unpacks) return
-                # at once; a throwaway test disk loses nothing it needs, and QEMU still writes
-                # everything out when it exits.
-                "-drive", f"file={root},format=qcow2,if=virtio,cache=unsafe",
-                "-drive", f"file={data},format=qcow2,if=none,id=data,cache=unsafe",
+                "-drive", f"file={root},format=qcow2,if=virtio",
+                "-drive", f"file={data},format=qcow2,if=none,id=data",
                 "-device", "virtio-blk-pci,drive=data,serial=mlops-data",
                 "-drive", f"file={seed_img},format=raw,if=virtio,readonly=on",
                 "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{node.ssh_port}-:22"

@@ -71,8 +71,7 @@ def node_releases(nodes: int, releases: str | Sequence[str]) -> list[str]:
 
 def describe_releases(releases: Sequence[str]) -> str:
     """"Debian 13", or "Debian 12 and 13" for a mixed sandbox."""
-    distinct = list(dict.fromkeys(releases))
-    return "Debian " + (" and ".join([", ".join(distinct[:-1]), distinct[-1]]) if len(distinct) > 1 else distinct[0])
+    return "Debian " + " and ".join(dict.fromkeys(releases))
 
 
 def node_groups(index: int) -> list[str]:

@@ -3,6 +3,7 @@ random and vault-encrypted, kept across `sandbox up`, and the CLI finds the vaul
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from mlops_provision.sandbox.core import (
     node_groups,
     sandbox_vault_password,
 )
-from mlops_provision.sandbox.image import _version_key
+from mlops_provision.sandbox.image import _version_key, vm_packages
 from mlops_provision.site import load
 from tests.conftest import mp
 
@@ -248,3 +249,42 @@ def test_a_mixed_sandbox_gives_each_node_its_release_and_image(tmp_path: Path, m
     for node, release in (("node1", "12"), ("node2", "13")):
         assert qemu[node][qemu[node].index("-kernel") + 1] == str(images[release].kernel)
         assert disks[f"{node}-root.qcow2"] == str(images[release].base_disk)
+
+
+def _role_packages(release: str) -> set[str]:
+    """Every Debian package name the roles install on ``release``: the lists in their defaults and
+    vars (other releases' vars files left out) and the literal names in their apt tasks."""
+    names: set[str] = set()
+
+    def collect(value, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                collect(v, str(k))
+        elif isinstance(value, list):
+            for v in value:
+                collect(v, key)
+        elif isinstance(value, str) and "packages" in key:
+            names.add(value)
+
+    roles = Path(__file__).resolve().parents[2] / "roles"
+    for path in [*roles.glob("*/defaults/main.yml"), *roles.glob("*/vars/*.yml")]:
+        if path.parent.name == "vars" and path.stem.startswith("Debian-") and path.stem != f"Debian-{release}":
+            continue
+        collect(yaml.safe_load(path.read_text()) or {})
+    for path in roles.glob("*/tasks/*.yml"):
+        for task in yaml.safe_load(path.read_text()) or []:
+            for block in [task, *task.get("block", [])]:
+                apt = block.get("ansible.builtin.apt") or {}
+                if isinstance(apt.get("name"), str):
+                    names.update(re.findall(r"'([a-z0-9][a-z0-9.+-]+)'", apt["name"]))
+    return names
+
+
+@pytest.mark.parametrize("release", ["12", "13"])
+def test_the_vm_disk_holds_only_packages_the_roles_install(release: str) -> None:
+    """The VM disk's preinstalled packages save dpkg under emulation; each is one a role installs on
+    that release (a renamed or dropped package fails here, not as a silent extra on every VM)."""
+    with_recommends, without = vm_packages(release)
+    extra = set(with_recommends + without) - _role_packages(release)
+    assert not extra, f"preinstalled on Debian {release} VMs but installed by no role: {sorted(extra)}"
+    assert ("systemd-cryptsetup" in without) == (release == "13")

@@ -1,20 +1,29 @@
-"""End to end on two sandbox QEMU VMs (TCG, a real kernel): the suite's ONE VM converge. Base +
-hardening (and node-exporter with the IPMI exporter reading the VM's simulated BMC) converge on
-node1 with a keyfile-unlocked volume, then verify (LUKS, nftables probed from node2, auditd, sshd,
-sysctls), kernel-side drift injected: `up --check` predicts exactly what the next `up` changes,
-which is only what was drifted (the layer's idempotence on a real kernel; base and containerd's is
-proven on containers), encryption that is real, bad input stopped before any change, a reboot after
-which the keyfile opens the volume and verify passes again, then the same volume moved to Tang (`up
---tags disk_encryption`), Tang at boot, up and down, and last the Tang binding removed by hand: `up
---check` predicts exactly the rebind `up` makes. node2 stays as the image booted it: it is the other
-machine on the VM network that probes node1's firewall and runs the Tang server that unlocks node1's
-volume at boot (converging it too would double the module's time on two cores without showing
-anything node1 does not). The tests run in file order: those that reboot node1 or change its
-volume's unlocking come after every test that reads the keyfile-mode host. The MLflow layer is left
-out here (--tags base,hardening): it is proven on containers in test_mlflow.py, and its install
-under TCG would double this module's time. AIDE is off here too (os_hardening_aide: false): it needs
-no real kernel and is proven on containers (test_containers.py), while under TCG installing it alone
-takes 8 min (aide-common registers each of its ~200 config fragments with ucf, measured 2026-11-28)."""
+"""End to end on two sandbox QEMU VMs (TCG, a real kernel each), one per Debian release: node1
+runs Debian 12, node2 Debian 13, and the suite's one VM converge brings both up at once. Base +
+hardening, containerd and the Kubernetes prerequisites (and node-exporter with the IPMI exporter
+reading each VM's simulated BMC) converge on both with a keyfile-unlocked volume each, then verify
+on both (LUKS, nftables probed from the other node, auditd, sshd, sysctls), and after a reboot of
+each, one after the other, the keyfile opens each volume and verify passes again: the kernel side
+of both releases in every run. On node1 then: kernel-side drift injected and `up --check`
+predicting exactly what the next `up` changes, which is only what was drifted (the layer's
+idempotence on a real kernel; the whole site's idempotence on both releases is proven on
+containers and by Molecule), encryption that is real, bad input stopped before any change, then
+the same volume moved to Tang (`up --tags disk_encryption`), Tang at boot, up and down, and last
+the Tang binding removed by hand: `up --check` predicts exactly the rebind `up` makes. These steps
+are the roles' logic, the same on both releases (docs/proven.md says which release proves what).
+node2 also runs the Tang server (Debian's tang, its port opened to the cluster's nodes by
+`firewall_rules`) that unlocks node1's volume. The tests run in file order: those that reboot
+node1 or change its volume's unlocking come after every test that reads the keyfile-mode host.
+
+The VM disks hold the converged layers' Debian packages already (sandbox image, VM_PACKAGES):
+under TCG dpkg was most of a VM converge. The roles' install tasks still run here and find them;
+the installs themselves are proven on containers of both releases. The MLflow layer is left out
+here: it is proven on containers in test_mlflow.py, and its install under TCG would double this
+module's time. AIDE is off here too (os_hardening_aide: false): it needs no real kernel and is
+proven on containers (test_containers.py), while under TCG installing it alone takes 8 min
+(aide-common registers each of its ~200 config fragments with ucf, measured 2026-11-28). So is
+OpenSCAP (os_hardening_install_openscap: false): a scanner with no kernel side, installed and
+checked on containers and by Molecule, whose content packages would be installed under TCG."""
 
 from __future__ import annotations
 
@@ -45,6 +54,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.vm]
 #: with the BMC's exporter), not the MLflow layer and the monitoring server it leaves out.
 VM_CHECKS = "not mlflow and not postgresql and not prometheus"
 NODES = ["node1", "node2"]
+RELEASES = {"node1": "12", "node2": "13"}  # Debian's release of each VM
 
 
 TANG = "http://10.213.8.12"  # node2 on the VM network
@@ -56,16 +66,23 @@ TAGS = "base,hardening,containerd,kubernetes_prerequisites,node_exporter"
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    """Two VMs; node2 runs a Tang server (Debian's tang package, port 80) that fixture `tang`
-    later binds node1's volume to."""
+    """Two VMs, node1 on Debian 12 and node2 on 13; node2 runs a Tang server (Debian's tang
+    package, port 80, opened to the cluster by node2's firewall_rules) that fixture `tang` later
+    binds node1's volume to."""
     site = tmp_path_factory.mktemp("vmsite")
-    inv = bring_up(site, 2, "vm", release="12")  # Debian 13's kernel side: docs/proven.md
+    inv = bring_up(site, 2, "vm", release=list(RELEASES.values()))
     node_ssh(inventory=inv, node="node2", command="apt-get update -q && DEBIAN_FRONTEND=noninteractive "
              "apt-get install -y -q --no-install-recommends tang && systemctl is-active tangd.socket")
-    # The monitoring page (on node1, in group monitoring) only from QEMU's NAT network: node2 is
-    # then a non-admin network whose connections to the page the firewall must drop.
-    inv = edit_inventory(inv, lambda data: data["all"]["vars"].update(
-        os_hardening_aide=False, monitoring_client_cidrs=["10.0.2.0/24"]))
+
+    def edit(data):
+        # The monitoring page (on node1, in group monitoring) only from QEMU's NAT network: node2
+        # is then a non-admin network whose connections to the page the firewall must drop.
+        data["all"]["vars"].update(os_hardening_aide=False, os_hardening_install_openscap=False,
+                                   monitoring_client_cidrs=["10.0.2.0/24"])
+        data["all"]["hosts"]["node2"]["firewall_rules"] = [
+            {"name": "tang", "port": 80, "proto": "tcp", "from": "cluster"}]
+
+    inv = edit_inventory(inv, edit)
     # node1 (control_plane) gets a swap file in fstab, as many installs have: the Kubernetes
     # prerequisites must turn it off for good (checked after the reboot below).
     node_ssh(inventory=inv, node="node1", command="fallocate -l 64M /swapfile && chmod 600 /swapfile && "
@@ -76,26 +93,27 @@ def inventory(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converged(inventory):
-    res = mp("up", "-i", inventory, "--limit", "node1", "--tags", TAGS, "--output", "json",
-             timeout=2400)
+    res = mp("up", "-i", inventory, "--limit", ",".join(NODES), "--tags", TAGS, "--output", "json",
+             timeout=3000)
     assert res.rc == 0, res.stdout + res.stderr
     return res.json()
 
 
 def test_vms_are_real_machines(inventory):
+    kernels = {}
     for node in NODES:
         assert node_ssh(inventory, node, "systemd-detect-virt --vm").stdout.strip() == "qemu"
         assert "mlops-data" in node_ssh(inventory, node, "ls /dev/disk/by-id/").stdout
+        release = node_ssh(inventory, node, ". /etc/os-release && echo $VERSION_ID").stdout.strip()
+        assert release == RELEASES[node], (node, release)
+        kernels[node] = node_ssh(inventory, node, "uname -r").stdout.strip()
+    assert kernels["node1"].startswith("6.1.") and kernels["node2"].startswith("6.12."), kernels
     assert "10.213.8.12/24" in node_ssh(inventory, "node2", "ip -br addr show eth1").stdout
 
 
 def test_converge_then_verify_hardening(inventory, converged):
-    assert by_host(converged)["node1"]["changed"] > 0
-    res = mp("verify", "-i", inventory, "--limit", "node1", "-k", VM_CHECKS, "--output", "json")
-    report = res.json()
-    failed = [(r["host"], r["check"], r["message"]) for r in report["results"] if r["outcome"] in ("failed", "error")]
-    assert res.rc == 0 and not failed, failed
-    passed = {(r["host"], r["check"]) for r in report["results"] if r["outcome"] == "passed"}
+    assert all(by_host(converged)[node]["changed"] > 0 for node in NODES), by_host(converged)
+    passed = _verify(inventory, NODES)
     for check in ("LUKS2 mapping active with argon2id", "loaded table equals the file on disk",
                   "from another node: closed and monitoring ports dropped, SSH accepted",
                   "a change to /etc/passwd produces an identity event",
@@ -107,7 +125,8 @@ def test_converge_then_verify_hardening(inventory, converged):
                   "audit rules.d holds only our rules",
                   "IPMI exporter reaches the BMC in-band (its bmc collector answers)",
                   "IPMI exporter: root without capabilities, no new privileges, read-only system"):
-        assert ("node1", check) in passed, check
+        for node in NODES:
+            assert (node, check) in passed, (node, check)
 
 
 def test_bmc_read_in_band_and_a_missing_power_reading_reported(inventory, converged):
@@ -313,19 +332,22 @@ def wait_for(inventory, node: str, command: str, what: str, seconds: int = 600) 
     raise AssertionError(f"{node}: {what} not within {seconds} s")
 
 
-def reboot(inventory, node: str) -> None:
-    """Reboot and wait for the new boot. Under TCG a boot takes 1-5 min, longer while the other
-    lane upgrades its containers (both cores busy): up to 20 min before it counts as failed, and
-    then the end of the VM's serial console says where the boot stood."""
-    boot_id = node_ssh(inventory, node, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
-    node_ssh(inventory, node, "systemctl reboot", check=False, timeout=30)
-    try:
-        wait_for(inventory, node, f"test \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot_id}", "the reboot",
-                 seconds=1200)
-    except AssertionError as gone:
-        box = Sandbox(inventory.parent.parent.parent)
-        target = next(n for n in box.state().nodes if n.name == node)
-        raise AssertionError("\n".join([str(gone), *box.backend("vm").diagnose(target)])) from None
+def reboot(inventory, *nodes: str) -> None:
+    """Reboot the nodes one after the other, each waited for before the next goes down. Under TCG
+    a boot takes 1-5 min, longer while the other lane upgrades its containers (both cores busy): up
+    to 20 min before it counts as failed, and then the end of the VM's serial console says where
+    the boot stood. (Two VMs rebooting at once on two busy cores left a Debian 12 guest hung in
+    early boot: RCU stalls, its first CPU's timer never fired; 2026-12-06.)"""
+    for node in nodes:
+        boot_id = node_ssh(inventory, node, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+        node_ssh(inventory, node, "systemctl reboot", check=False, timeout=30)
+        try:
+            wait_for(inventory, node, f"test \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot_id}",
+                     "the reboot", seconds=1200)
+        except AssertionError as gone:
+            box = Sandbox(inventory.parent.parent.parent)
+            target = next(n for n in box.state().nodes if n.name == node)
+            raise AssertionError("\n".join([str(gone), *box.backend("vm").diagnose(target)])) from None
 
 
 def _volume(inventory) -> str:
@@ -333,24 +355,27 @@ def _volume(inventory) -> str:
                     " cat /srv/mlops/tang-marker.txt", check=False).stdout
 
 
-def _verify_node1(inventory) -> set[str]:
-    """verify of node1's base and hardening checks, all passing; the checks that passed."""
-    res = mp("verify", "-i", inventory, "--limit", "node1", "-k", VM_CHECKS, "--output", "json",
+def _verify(inventory, nodes: list[str], select: str = VM_CHECKS) -> set[tuple[str, str]]:
+    """verify of the nodes' checks (default: every layer this module converges), all passing;
+    (host, check) of those that passed."""
+    res = mp("verify", "-i", inventory, "--limit", ",".join(nodes), "-k", select, "--output", "json",
              "--vault-password-file", vault_password(inventory))
     results = res.json()["results"]
-    failed = [(r["check"], r["message"]) for r in results if r["outcome"] in ("failed", "error")]
+    failed = [(r["host"], r["check"], r["message"]) for r in results if r["outcome"] in ("failed", "error")]
     assert res.rc == 0 and not failed, failed
-    return {r["check"] for r in results if r["outcome"] == "passed"}
+    return {(r["host"], r["check"]) for r in results if r["outcome"] == "passed"}
 
 
 def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged):
-    """After a reboot the keyfile opens the volume, and the firewall, audit rules, kernel parameters
-    and SSH come back: verify passes again."""
-    node_ssh(inventory, "node1", "echo survives > /srv/mlops/keyfile-marker.txt && sync")
-    reboot(inventory, "node1")
-    wait_for(inventory, "node1", "mountpoint -q /srv/mlops", "the volume mounted with its keyfile", 180)
-    assert node_ssh(inventory, "node1", "cat /srv/mlops/keyfile-marker.txt").stdout == "survives\n"
-    passed = _verify_node1(inventory)
+    """After a reboot of each (Debian 12, then 13) the keyfile opens each volume, and the firewall,
+    audit rules, kernel parameters and SSH come back: verify passes again on both."""
+    for node in NODES:
+        node_ssh(inventory, node, "echo survives > /srv/mlops/keyfile-marker.txt && sync")
+    reboot(inventory, *NODES)
+    for node in NODES:
+        wait_for(inventory, node, "mountpoint -q /srv/mlops", f"{node}'s volume mounted with its keyfile", 180)
+        assert node_ssh(inventory, node, "cat /srv/mlops/keyfile-marker.txt").stdout == "survives\n", node
+    passed = _verify(inventory, NODES)
     for check in ("LUKS2 mapping active with argon2id", "loaded table equals the file on disk",
                   "loaded audit rules equal the rules on disk", "kernel parameters at boot equal the inventory's",
                   "password login refused, key login works", "swap off, fstab without active swap, swap.target masked",
@@ -358,7 +383,10 @@ def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged)
                   "kernel parameters for Kubernetes (forwarding, bridge netfilter)",
                   "containerd's CRI socket answers, runc with systemd cgroups",
                   "from another node: the kubelet port passes the firewall"):
-        assert check in passed, check
+        for node in NODES:
+            assert (node, check) in passed, (node, check)
+    # node2's Tang server came back with it (node1's volume moves to it below)
+    assert node_ssh(inventory, "node2", "systemctl is-active tangd.socket").stdout.strip() == "active"
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +402,9 @@ def tang(inventory, converged):
 
 
 def test_moved_to_tang_verify_passes(inventory, tang):
-    passed = _verify_node1(inventory)
+    """The volume layer's checks: `up --tags disk_encryption` runs that role alone, so the other
+    layers are as the verify after the reboot above found them."""
+    passed = {check for _host, check in _verify(inventory, ["node1"], "disk_encryption")}
     for check in ("bound to the inventory's Tang servers, and they unlock each volume",
                   "keyfiles are root-only (0400, directory 0700), and gone where Tang unlocks",
                   "every key is escrowed, vault-encrypted, on the admin machine"):

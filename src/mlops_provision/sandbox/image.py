@@ -38,7 +38,7 @@ PACKAGES = [
 #: converge), preinstalled on the VM disk. Under TCG the install tasks were 647 of a Debian 13 VM
 #: converge's 894 s (measured 2026-12-06, benchmarks/profile_run.py); here dpkg runs natively. The
 #: roles' install tasks still run on VMs and find their packages installed. Each name is one a role
-#: installs (tests/unit/test_sandbox_image.py), with Recommends where the role installs them.
+#: installs (tests/unit/test_sandbox.py), with Recommends where the role installs them.
 VM_PACKAGES_WITH_RECOMMENDS = ["ca-certificates", "chrony", "curl", "gnupg", "jq", "lsof", "rsync", "sudo"]
 VM_PACKAGES = [
     "libpam-tmpdir", "debsums", "apt-show-versions", "acct", "sysstat", "libpam-pwquality", "lynis",

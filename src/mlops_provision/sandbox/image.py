@@ -42,7 +42,7 @@ PACKAGES = [
 VM_PACKAGES_WITH_RECOMMENDS = ["ca-certificates", "chrony", "curl", "gnupg", "jq", "lsof", "rsync", "sudo"]
 VM_PACKAGES = [
     "libpam-tmpdir", "debsums", "apt-show-versions", "acct", "sysstat", "libpam-pwquality", "lynis",
-    "unattended-upgrades", "auditd", "audispd-plugins", "nftables", "netcat-openbsd", "cryptsetup",
+    "unattended-upgrades", "python3-gi", "auditd", "audispd-plugins", "nftables", "netcat-openbsd", "cryptsetup",
     "xfsprogs", "containerd", "runc", "prometheus-node-exporter", "prometheus-ipmi-exporter",
     "freeipmi-tools",
 ]

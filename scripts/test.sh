@@ -21,7 +21,8 @@ ansible-lint --profile production --offline -q
 #   containers: the container modules (one shared 3-node Debian 12 sandbox, converged once:
 #               tests/integration/conftest.py, at the end upgraded to Debian 13 in place);
 #   vm:         test_vm, the one VM converge: a Debian 12 and a Debian 13 VM (the kernel side of
-#               both releases; reboots, check/real agreement and Tang on the Debian 12 one), then
+#               both releases and a reboot of each; check/real agreement and Tang on the Debian 12
+#               one), then
 #               Molecule's role-level path on a fresh Debian 13 node (plain ansible-playbook under
 #               stock Ansible on Molecule's own inventory: converge, idempotence, verify on a podman
 #               container of its own, reached over SSH), which fits in the time the VM lane leaves

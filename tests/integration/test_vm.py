@@ -339,6 +339,9 @@ def reboot(inventory, node: str) -> None:
     then the end of the VM's serial console says where the boot stood. One VM at a time: two
     booting at once on two busy cores once stalled a guest's early boot (RCU stalls)."""
     boot_id = node_ssh(inventory, node, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    # What could hold the shutdown (an upgrade running, apt's periodic jobs), said if it hangs.
+    before = node_ssh(inventory, node, "pgrep -a -f 'unattended-upgrade|apt|dpkg'; ls -l /run/unattended-upgrades.*;"
+                      " systemctl list-units --all --no-legend 'apt-daily*' 'unattended*'", check=False).stdout
     node_ssh(inventory, node, "systemctl reboot", check=False, timeout=30)
     try:
         wait_for(inventory, node, f"test \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot_id}", "the reboot",
@@ -346,7 +349,8 @@ def reboot(inventory, node: str) -> None:
     except AssertionError as gone:
         box = Sandbox(inventory.parent.parent.parent)
         target = next(n for n in box.state().nodes if n.name == node)
-        raise AssertionError("\n".join([str(gone), *box.backend("vm").diagnose(target)])) from None
+        raise AssertionError("\n".join([str(gone), "before the reboot:", before,
+                                         *box.backend("vm").diagnose(target)])) from None
 
 
 def _volume(inventory) -> str:

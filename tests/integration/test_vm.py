@@ -351,6 +351,11 @@ def reboot(inventory, node: str) -> None:
         target = next(n for n in box.state().nodes if n.name == node)
         raise AssertionError("\n".join([str(gone), "before the reboot:", before,
                                          *box.backend("vm").diagnose(target)])) from None
+    # Nothing held the shutdown until logind gave up waiting (its delay is 30 s): unattended-upgrades'
+    # shutdown helper, restarted after the converge restarted logind, heard the shutdown and let go.
+    logind = node_ssh(inventory, node, "journalctl -b -1 -q --no-pager -u systemd-logind").stdout
+    assert "The system will reboot now!" in logind, f"{node}: the last boot's journal has no reboot: {logind}"
+    assert "inhibitor timeout is reached" not in logind, f"{node}: the shutdown waited out logind's delay: {logind}"
 
 
 def _volume(inventory) -> str:

@@ -376,8 +376,8 @@ def _verify(inventory, nodes: list[str], select: str = VM_CHECKS) -> set[tuple[s
 
 def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged):
     """After a reboot of each VM (Debian 12, then 13) its keyfile opens its volume, and the
-    firewall, audit rules, kernel parameters and SSH come back: verify passes again on both. Each
-    shutdown passes unattended-upgrades' shutdown helper (on GLib: docs/proven.md)."""
+    firewall, audit rules, kernel parameters and SSH come back: verify passes again on both. No
+    shutdown waits out logind's delay for unattended-upgrades' helper (reboot(); docs/proven.md)."""
     for node in NODES:
         node_ssh(inventory, node, f"echo survives-{node} > /srv/mlops/keyfile-marker.txt && sync")
         reboot(inventory, node)

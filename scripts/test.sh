@@ -22,10 +22,9 @@ ansible-lint --profile production --offline -q
 #               tests/integration/conftest.py, at the end upgraded to Debian 13 in place);
 #   vm:         test_vm, the one VM converge: a Debian 12 and a Debian 13 VM (the kernel side of
 #               both releases and a reboot of each; check/real agreement and Tang on the Debian 12
-#               one), then
-#               Molecule's role-level path on a fresh Debian 13 node (plain ansible-playbook under
-#               stock Ansible on Molecule's own inventory: converge, idempotence, verify on a podman
-#               container of its own, reached over SSH), which fits in the time the VM lane leaves
+#               one), then Molecule's role-level path on a fresh Debian 13 node (plain
+#               ansible-playbook under stock Ansible on Molecule's own inventory: converge,
+#               idempotence, verify on a podman container of its own, reached over SSH), which fits in the time the VM lane leaves
 #               before the containers lane ends. Molecule runs even when test_vm fails.
 # Each lane's lines are prefixed with its name; each lane's log is kept and its summary repeated
 # at the end. The suite fails if any lane fails. Its time on a fresh clone: docs/performance.md.

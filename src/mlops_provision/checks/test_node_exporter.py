@@ -70,6 +70,16 @@ def test_exporter_serves_collector_metrics(host, node):
         assert any(line.startswith(name) for line in text.splitlines()), f"{name} not served"
 
 
+def test_exporter_runs_only_the_collectors_left_on(host, node):
+    """node-exporter runs none of the collectors the inventory turns off"""
+    text = _metrics(host, node)
+    running = {line.split('"')[1] for line in text.splitlines()
+               if line.startswith('node_scrape_collector_success{collector="')}
+    assert running, "node-exporter reports no collector at all"
+    on = sorted(running & set(node["node_exporter_disabled_collectors"]))
+    assert not on, f"turned off in node_exporter_disabled_collectors, yet running: {on}"
+
+
 # --- The BMC's power (hosts with monitoring_bmc): Debian's IPMI exporter, FreeIPMI in-band ---
 
 def _bmc(node) -> Node:

@@ -74,7 +74,14 @@ lane vm vms &
 wait
 for name in unit containers vm; do
   echo "== lane $name: the end of its log ($logs/$name.log)"
-  tail -n 45 "$logs/$name.log"
+  tail -n 30 "$logs/$name.log"
+done
+# Last, so that it is what a truncated CI log still shows: each lane's verdicts, what failed and
+# why (pytest's short summary), the lane's exit.
+for name in unit containers vm; do
+  echo "== lane $name: verdicts"
+  grep -a -E "^(FAILED|ERROR) |^=+ .*( passed| failed| error).* in [0-9.]+s|^== lane $name exit|Executed: Failed" \
+    "$logs/$name.log" | cut -c1-400 || true
 done
 grep -q "^== lane unit exit 0 " "$logs/unit.log" && grep -q "^== lane containers exit 0 " "$logs/containers.log" \
   && grep -q "^== lane vm exit 0 " "$logs/vm.log"

@@ -50,7 +50,7 @@ def _ssh_args(node) -> list[str] | None:
     if not addr:
         return None
     args = ["ssh", "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=10", "-o", "BatchMode=yes"]
+            "-o", f"ConnectTimeout={node.vars.get('ansible_timeout', 10)}", "-o", "BatchMode=yes"]
     key = node.vars.get("ansible_ssh_private_key_file") or node.vars.get("ansible_private_key_file")
     if key:  # Ansible accepts both spellings (Molecule writes the second)
         args += ["-i", str(key), "-o", "IdentitiesOnly=yes"]

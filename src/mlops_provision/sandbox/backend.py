@@ -26,6 +26,8 @@ class Backend(ABC):
     max_nodes_reason: str = ""
     #: The nodes' private network: node i gets ``{private_prefix}.{10 + i}``.
     private_prefix: str = ""
+    #: Seconds SSH may take to connect and exchange keys with a node (Ansible's default is 10).
+    connect_timeout_s: int = 10
 
     def __init__(self, directory: Path, public_key: Path):
         self.dir = directory
@@ -63,7 +65,7 @@ class Backend(ABC):
         host, port = self.address(node)
         return ["ssh", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", f"root@{host}"]
+                "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={self.connect_timeout_s}", f"root@{host}"]
 
     # -- what the site needs to know ---------------------------------------------------------
     def node_address(self, index: int) -> str:

@@ -263,5 +263,6 @@ class Sandbox:
         return ensure_vault_password(self.vault_password)
 
     def write_inventory(self, state: State) -> None:
-        site_vars = self.backend(state.kind).site_vars(state, self._ensure_vault_password())
-        write_inventory(self.dir, state, self.key, site_vars)
+        backend = self.backend(state.kind)
+        site_vars = backend.site_vars(state, self._ensure_vault_password())
+        write_inventory(self.dir, state, self.key, site_vars, backend.connect_timeout_s)

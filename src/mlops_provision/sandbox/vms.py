@@ -88,6 +88,9 @@ class VmBackend(Backend):
     max_nodes_reason = (f"each VM emulates {CPUS} CPU(s) in software and holds {MEMORY_MB} MiB; "
                         "use containers for larger sandboxes")
     private_prefix = "10.213.8"
+    # Under TCG, with the host's cores busy, a guest's sshd has taken over 10 s to answer a new
+    # connection: a node that is only slow must not count as unreachable.
+    connect_timeout_s = 60
 
     @property
     def vm_dir(self) -> Path:

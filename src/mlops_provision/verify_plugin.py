@@ -44,6 +44,44 @@ NOT_APPLICABLE_ATTR = "mlops_not_applicable"
 NOT_APPLICABLE_REASON = re.compile(r"\bnot in (?:group )?\w+|^not an? [\w-]+ node\b", re.IGNORECASE)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    honour_ansible_timeout()
+
+
+def ssh_timeout(hostvars: dict) -> int:
+    """The seconds Ansible gives SSH to reach a host: its ``ansible_timeout`` (or
+    ``ansible_ssh_timeout``), else Ansible's setting (``ANSIBLE_TIMEOUT``, ansible.cfg's
+    ``timeout``; 10 by default). A value Ansible would still template counts as unset."""
+    from ansible import constants
+
+    for name in ("ansible_timeout", "ansible_ssh_timeout"):
+        value = hostvars.get(name)
+        if isinstance(value, (int, str)) and str(value).strip().isdigit():
+            return int(value)
+    return int(constants.config.get_config_value("DEFAULT_TIMEOUT"))
+
+
+def honour_ansible_timeout() -> None:
+    """Testinfra connects to an ``ansible://`` host with its own 10 s SSH timeout (unless the SSH
+    options name ``ConnectTimeout``): give each host Ansible's timeout instead, so that `verify`
+    waits as long as `up` does."""
+    from testinfra.utils import ansible_runner
+
+    original = ansible_runner.get_ansible_host
+    if getattr(original, "mlops_timeout", False):
+        return
+
+    def get_ansible_host(config, inventory, host, *args, **kwargs):
+        found = original(config, inventory, host, *args, **kwargs)
+        backend = getattr(found, "backend", None)
+        if backend is not None and hasattr(backend, "timeout"):
+            backend.timeout = ssh_timeout(inventory.get("_meta", {}).get("hostvars", {}).get(host, {}))
+        return found
+
+    get_ansible_host.mlops_timeout = True  # type: ignore[attr-defined]
+    ansible_runner.get_ansible_host = get_ansible_host
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--mlops-results", default=None, help="write check results as JSON lines here")
     parser.addoption("--mlops-progress", default=None,

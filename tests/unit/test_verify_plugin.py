@@ -161,3 +161,40 @@ def test_drift_reads_the_plugins_fields(tmp_path):
     assert checks["a CA added by hand"].hint == "not managed by `up`: run update-ca-certificates --fresh"
     assert "demo" not in host.counts()  # the module's name is no role
     assert host.counts() == {"base": 5, "kubernetes_control_plane": 0, "kubernetes_worker": 2}
+
+
+TIMEOUT_PROBE = '''
+import json, os
+
+def test_timeout(host):
+    name = host.backend.host
+    ssh = host.backend.ansible_runner.get_host(name)
+    cmd, args = ssh.backend._build_ssh_command("true")
+    with open(os.environ["TIMEOUT_OUT"], "a") as fh:
+        fh.write(json.dumps([name, ssh.backend.timeout, " ".join(cmd) % tuple(args)]) + "\\n")
+'''
+
+
+def test_verify_waits_for_ssh_as_long_as_ansible(tmp_path: Path) -> None:
+    """Testinfra's own SSH timeout is 10 s: under the plugin each host gets Ansible's, from its
+    ansible_timeout or ansible_ssh_timeout, else ANSIBLE_TIMEOUT (no host is contacted)."""
+    (tmp_path / "test_probe.py").write_text(TIMEOUT_PROBE)
+    (tmp_path / "hosts.yml").write_text(textwrap.dedent("""\
+        all:
+          hosts:
+            slow: {ansible_host: 192.0.2.1, ansible_timeout: 37}
+            older: {ansible_host: 192.0.2.2, ansible_ssh_timeout: 41}
+            plain: {ansible_host: 192.0.2.3}
+            templated: {ansible_host: 192.0.2.4, ansible_timeout: "{{ wait }}"}
+        """))
+    out = tmp_path / "timeouts.jsonl"
+    hosts = ["slow", "older", "plain", "templated"]
+    res = _pytest(["test_probe.py", "--rootdir", str(tmp_path), "-p", "mlops_provision.verify_plugin",
+                   "--hosts=" + ",".join(f"ansible://{h}" for h in hosts),
+                   f"--ansible-inventory={tmp_path / 'hosts.yml'}"], tmp_path,
+                  {"TIMEOUT_OUT": str(out), "ANSIBLE_TIMEOUT": "23"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = {name: (seconds, cmd) for name, seconds, cmd in map(json.loads, out.read_text().splitlines())}
+    assert {name: seconds for name, (seconds, _) in got.items()} == {
+        "slow": 37, "older": 41, "plain": 23, "templated": 23}
+    assert "-o ConnectTimeout=37" in got["slow"][1] and "ConnectTimeout=10" not in got["slow"][1]

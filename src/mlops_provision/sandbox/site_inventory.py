@@ -108,8 +108,8 @@ def group_vars(directory: Path, inventory: Path, vault_password: Path, group: st
 def write_inventory(directory: Path, state: State, key: Path, site_vars: dict,
                     connect_timeout_s: int = 10) -> Path:
     """Write ``directory/inventory.yml`` for the nodes of ``state``; returns its path.
-    ``connect_timeout_s``: how long SSH may take to reach a node, for Ansible (``ansible_timeout``)
-    and for `verify`'s Testinfra, which reads only the SSH options."""
+    ``connect_timeout_s``: how long SSH may take to reach a node (``ansible_timeout``, which
+    `up`, `drift` and `verify` read)."""
     inventory_path = directory / "inventory.yml"
     vault_password = directory / VAULT_PASSWORD
     groups: dict[str, dict] = {g: {"hosts": {}} for g in platform_groups()}
@@ -127,8 +127,7 @@ def write_inventory(directory: Path, state: State, key: Path, site_vars: dict,
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(key),
                 "ansible_ssh_common_args": "-o StrictHostKeyChecking=no "
-                                           "-o UserKnownHostsFile=/dev/null "
-                                           f"-o ConnectTimeout={connect_timeout_s}",
+                                           "-o UserKnownHostsFile=/dev/null",
                 "ansible_timeout": connect_timeout_s,
                 # every `sandbox up` makes nodes with new host keys: not checked here (a real
                 # site's are: host_key_checking stays on)

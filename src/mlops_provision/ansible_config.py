@@ -170,3 +170,16 @@ def admin_config(ours: Path, environ: dict[str, str] | None = None) -> AdminConf
     if file is None or not file.is_file():
         return AdminConfig()
     return _read(file, ours)
+
+
+def ssh_timeout(hostvars: dict) -> int:
+    """The seconds Ansible gives SSH to reach a host: its ``ansible_timeout`` (or
+    ``ansible_ssh_timeout``), else Ansible's setting (``ANSIBLE_TIMEOUT``, ansible.cfg's
+    ``timeout``; 10 by default). A value Ansible would still template counts as unset."""
+    from ansible import constants
+
+    for name in ("ansible_timeout", "ansible_ssh_timeout"):
+        value = hostvars.get(name)
+        if isinstance(value, (int, str)) and str(value).strip().isdigit():
+            return int(value)
+    return int(constants.config.get_config_value("DEFAULT_TIMEOUT"))

@@ -48,24 +48,13 @@ def pytest_configure(config: pytest.Config) -> None:
     honour_ansible_timeout()
 
 
-def ssh_timeout(hostvars: dict) -> int:
-    """The seconds Ansible gives SSH to reach a host: its ``ansible_timeout`` (or
-    ``ansible_ssh_timeout``), else Ansible's setting (``ANSIBLE_TIMEOUT``, ansible.cfg's
-    ``timeout``; 10 by default). A value Ansible would still template counts as unset."""
-    from ansible import constants
-
-    for name in ("ansible_timeout", "ansible_ssh_timeout"):
-        value = hostvars.get(name)
-        if isinstance(value, (int, str)) and str(value).strip().isdigit():
-            return int(value)
-    return int(constants.config.get_config_value("DEFAULT_TIMEOUT"))
-
-
 def honour_ansible_timeout() -> None:
     """Testinfra connects to an ``ansible://`` host with its own 10 s SSH timeout (unless the SSH
     options name ``ConnectTimeout``): give each host Ansible's timeout instead, so that `verify`
     waits as long as `up` does."""
     from testinfra.utils import ansible_runner
+
+    from mlops_provision.ansible_config import ssh_timeout
 
     original = ansible_runner.get_ansible_host
     if getattr(original, "mlops_timeout", False):

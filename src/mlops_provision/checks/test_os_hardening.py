@@ -49,8 +49,10 @@ def _ssh_args(node) -> list[str] | None:
     addr, port = node.vars.get("ansible_host"), node.vars.get("ansible_port", 22)
     if not addr:
         return None
+    from mlops_provision.ansible_config import ssh_timeout
+
     args = ["ssh", "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={node.vars.get('ansible_timeout', 10)}", "-o", "BatchMode=yes"]
+            "-o", f"ConnectTimeout={ssh_timeout(node.vars)}", "-o", "BatchMode=yes"]
     key = node.vars.get("ansible_ssh_private_key_file") or node.vars.get("ansible_private_key_file")
     if key:  # Ansible accepts both spellings (Molecule writes the second)
         args += ["-i", str(key), "-o", "IdentitiesOnly=yes"]

@@ -11,8 +11,9 @@ releases is proven on containers and by Molecule), encryption that is real, bad 
 before any change, then the same volume moved to Tang (`up --tags disk_encryption`), Tang at
 boot, up and down, and last the Tang binding removed by hand: `up --check` predicts exactly the
 rebind `up` makes. These steps are the roles' logic, the same on both releases (docs/proven.md
-says which release proves what). node2 also runs the Tang server (Debian's tang, its port opened
-to the cluster's nodes by `firewall_rules`) that unlocks node1's volume. The tests run in file
+says which release proves what). node2 also runs the Tang server (Debian's tang, installed after
+the converge, its port opened to the cluster's nodes by `firewall_rules`) that unlocks node1's
+volume. The tests run in file
 order: those that reboot node1 or change its volume's unlocking come after every test that reads
 the keyfile-mode host.
 
@@ -67,13 +68,10 @@ TAGS = "base,hardening,containerd,kubernetes_prerequisites,node_exporter"
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    """Two VMs, node1 on Debian 12 and node2 on 13; node2 runs a Tang server (Debian's tang
-    package, port 80, opened to the cluster by node2's firewall_rules) that fixture `tang` later
-    binds node1's volume to."""
+    """Two VMs, node1 on Debian 12 and node2 on 13; node2's firewall_rules open port 80 to the
+    cluster for the Tang server that fixture `tang` installs and binds node1's volume to."""
     site = tmp_path_factory.mktemp("vmsite")
     inv = bring_up(site, 2, "vm", release=list(RELEASES.values()))
-    node_ssh(inventory=inv, node="node2", command="apt-get update -q && DEBIAN_FRONTEND=noninteractive "
-             "apt-get install -y -q --no-install-recommends tang && systemctl is-active tangd.socket")
 
     def edit(data):
         # The monitoring page (on node1, in group monitoring) only from QEMU's NAT network: node2
@@ -400,7 +398,14 @@ def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged)
 @pytest.fixture(scope="module")
 def tang(inventory, converged):
     """node1's keyfile volume moved to node2's Tang server: `up` of the disk_encryption layer binds
-    it, proves Tang unlocks it and removes the keyfile (the escrowed key stays)."""
+    it, proves Tang unlocks it and removes the keyfile (the escrowed key stays).
+    node2's Tang server (Debian's tang) is installed here, after the converge: its apt lists are
+    then fresh (an `apt-get update` under TCG takes a minute or more), and are refreshed only if
+    the archive has moved on since."""
+    apt = "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600"  # apt's timers may hold it
+    install = f"{apt} install -y -q --no-install-recommends tang"
+    node_ssh(inventory, "node2", f"{{ {install} || {{ {apt} update -q && {install}; }}; }} "
+             "&& systemctl is-active tangd.socket")
     edit_inventory(inventory, lambda data: data["all"]["vars"].update(disk_encryption_tang_servers=[{"url": TANG}]))
     res = mp("up", "-i", inventory, "--limit", "node1", "--tags", "disk_encryption", "--output", "json",
              "--vault-password-file", vault_password(inventory), timeout=1800)

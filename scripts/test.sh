@@ -9,7 +9,6 @@ trap 'echo "== total ${SECONDS}s"' EXIT
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
-
 # Lint and the unit tests run beside the sandbox image build (below); then two lanes at once,
 # each as soon as its images exist. A QEMU VM under TCG keeps about one of the two cores busy
 # (measured: 55 % user CPU during a VM converge), so the VM module runs beside the rest instead

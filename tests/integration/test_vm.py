@@ -13,9 +13,8 @@ boot, up and down, and last the Tang binding removed by hand: `up --check` predi
 rebind `up` makes. These steps are the roles' logic, the same on both releases (docs/proven.md
 says which release proves what). node2 also runs the Tang server (Debian's tang, installed after
 the converge, its port opened to the cluster's nodes by `firewall_rules`) that unlocks node1's
-volume. The tests run in file
-order: those that reboot node1 or change its volume's unlocking come after every test that reads
-the keyfile-mode host.
+volume. The tests run in file order: those that reboot node1 or change its volume's unlocking
+come after every test that reads the keyfile-mode host.
 
 The VM disks hold the converged layers' Debian packages already (sandbox image, VM_PACKAGES):
 under TCG dpkg was most of a VM converge. The roles' install tasks still run here and find them;

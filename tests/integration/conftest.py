@@ -31,7 +31,7 @@ MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
 # Modules that read the shared container sandbox, in the order they must run; other integration
 # modules follow them, the VM modules (their own hosts, minutes per converge) run last.
 MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers", "test_monitoring")
-# After every other reader, in this order: test_upgrade_to_debian13 upgrades the shared
+# After every other reader, in this order: test_upgrade_to_debian13 upgrades two of the shared
 # sandbox's nodes to Debian 13 in place; test_init_site then takes node1 over for good.
 AFTER_READERS = ("test_upgrade_to_debian13", "test_init_site")
 LAST = ("test_vm",)
@@ -130,7 +130,7 @@ def by_host(summary: dict) -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def container_inventory(tmp_path_factory):
     """The session's container sandbox (3 Debian 12 nodes: test_upgrade_to_debian13 upgrades
-    them to 13 after every other reader), its own inventory; torn down at the session's end."""
+    node1 and node2 to 13 after every other reader), its own inventory; torn down at the session's end."""
     site = tmp_path_factory.mktemp("site")
     inv = bring_up(site, 3, "container", release="12")
     yield inv

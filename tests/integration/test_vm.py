@@ -3,22 +3,24 @@ runs Debian 12, node2 Debian 13, and the suite's one VM converge brings both up 
 hardening, containerd and the Kubernetes prerequisites (and node-exporter with the IPMI exporter
 reading each VM's simulated BMC) converge on both with a keyfile-unlocked volume each, then verify
 on both (LUKS, nftables probed from the other node, auditd, sshd, sysctls): the kernel side of
-both releases in every run. Then each reboots (one after the other): its keyfile opens its volume
-and verify passes again on both. On node1 (Debian 12) then: kernel-side
+both releases in every run. Each then reboots once and verify passes again: node2 (Debian 13) with
+its keyfile, node1 (Debian 12) after its volume moved to Tang. On node1 before that: kernel-side
 drift injected and `up --check` predicting exactly what the next `up` changes, which is only what
 was drifted (the layer's idempotence on a real kernel; the whole site's idempotence on both
 releases is proven on containers and by Molecule), encryption that is real, bad input stopped
-before any change, then the same volume moved to Tang (`up --tags disk_encryption`), Tang at
-boot, up and down, and last the Tang binding removed by hand: `up --check` predicts exactly the
-rebind `up` makes. These steps are the roles' logic, the same on both releases (docs/proven.md
-says which release proves what). node2 also runs the Tang server (Debian's tang, installed after
-the converge, its port opened to the cluster's nodes by `firewall_rules`) that unlocks node1's
-volume. The tests run in file order: those that reboot node1 or change its volume's unlocking
-come after every test that reads the keyfile-mode host.
+before any change, then the volume moved to Tang (`up --tags disk_encryption`), Tang at boot, up
+and down, and last the Tang binding removed by hand: `up --check` predicts exactly the rebind `up`
+makes. These steps are the roles' logic, the same on both releases (docs/proven.md says which
+release proves what). node2 also runs the Tang server (Debian's tang, installed after the
+converge, its port opened to the cluster's nodes by `firewall_rules`) that unlocks node1's volume.
+The tests run in file order: those that reboot node1 or change its volume's unlocking come after
+every test that reads the keyfile-mode host.
 
-The VM disks hold the converged layers' Debian packages already (sandbox image, VM_PACKAGES):
-under TCG dpkg was most of a VM converge. The roles' install tasks still run here and find them;
-the installs themselves are proven on containers of both releases. The MLflow layer is left out
+The VM disks hold the converged layers' Debian packages already (sandbox image, VM_PACKAGES),
+apt's lists of their install and this machine's CA certificates where the base role puts them:
+under TCG dpkg was most of a VM converge, and `apt-get update` and update-ca-certificates a minute
+or more each. The roles' tasks still run here and find them; the installs themselves are proven on
+containers of both releases. The MLflow layer is left out
 here: it is proven on containers in test_mlflow.py, and its install under TCG would double this
 module's time. AIDE is off here too (os_hardening_aide: false): it needs no real kernel and is
 proven on containers (test_containers.py), while under TCG installing it alone takes 8 min
@@ -373,25 +375,30 @@ def _verify(inventory, nodes: list[str], select: str = VM_CHECKS) -> set[tuple[s
     return {(r["host"], r["check"]) for r in results if r["outcome"] == "passed"}
 
 
+#: What a reboot must bring back, checked by verify on the node after its reboot.
+AFTER_REBOOT = ("LUKS2 mapping active with argon2id", "loaded table equals the file on disk",
+                "loaded audit rules equal the rules on disk", "kernel parameters at boot equal the inventory's",
+                "password login refused, key login works", "swap off, fstab without active swap, swap.target masked",
+                "kernel modules for Kubernetes (overlay, br_netfilter) present",
+                "kernel parameters for Kubernetes (forwarding, bridge netfilter)",
+                "containerd's CRI socket answers, runc with systemd cgroups",
+                "from another node: the kubelet port passes the firewall")
+
+
 def test_reboot_keyfile_opens_the_volume_and_verify_passes(inventory, converged):
-    """After a reboot of each VM (Debian 12, then 13) its keyfile opens its volume, and the
-    firewall, audit rules, kernel parameters and SSH come back: verify passes again on both. No
-    shutdown waits out logind's delay for unattended-upgrades' helper (reboot(); docs/proven.md)."""
-    for node in NODES:
-        node_ssh(inventory, node, f"echo survives-{node} > /srv/mlops/keyfile-marker.txt && sync")
-        reboot(inventory, node)
-        wait_for(inventory, node, "mountpoint -q /srv/mlops", f"{node}'s volume mounted with its keyfile")
-        assert node_ssh(inventory, node, "cat /srv/mlops/keyfile-marker.txt").stdout == f"survives-{node}\n"
-    passed = _verify(inventory, NODES)
-    for check in ("LUKS2 mapping active with argon2id", "loaded table equals the file on disk",
-                  "loaded audit rules equal the rules on disk", "kernel parameters at boot equal the inventory's",
-                  "password login refused, key login works", "swap off, fstab without active swap, swap.target masked",
-                  "kernel modules for Kubernetes (overlay, br_netfilter) present",
-                  "kernel parameters for Kubernetes (forwarding, bridge netfilter)",
-                  "containerd's CRI socket answers, runc with systemd cgroups",
-                  "from another node: the kubelet port passes the firewall"):
-        for node in NODES:
-            assert (node, check) in passed, (node, check)
+    """node2 (Debian 13) reboots: its keyfile opens its volume, and the firewall, audit rules,
+    kernel parameters and SSH come back: verify passes again. No shutdown waits out logind's delay
+    for unattended-upgrades' helper (reboot(); docs/proven.md). node1 (Debian 12) reboots once its
+    volume is Tang's (test_tang_unlocks_the_volume_at_boot), and the same checks pass there: one
+    boot fewer under emulation; a keyfile at boot is the role's logic, the same on both releases,
+    while Debian 13's own systemd-cryptsetup package opens the keyfile volume here."""
+    node_ssh(inventory, "node2", "echo survives-node2 > /srv/mlops/keyfile-marker.txt && sync")
+    reboot(inventory, "node2")
+    wait_for(inventory, "node2", "mountpoint -q /srv/mlops", "node2's volume mounted with its keyfile")
+    assert node_ssh(inventory, "node2", "cat /srv/mlops/keyfile-marker.txt").stdout == "survives-node2\n"
+    passed = _verify(inventory, ["node2"])
+    for check in AFTER_REBOOT:
+        assert ("node2", check) in passed, check
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +431,8 @@ def test_moved_to_tang_verify_passes(inventory, tang):
 
 
 def test_tang_unlocks_the_volume_at_boot(inventory, tang):
-    """No key on node1: after a reboot the volume is open and mounted because node2's Tang answered."""
+    """No key on node1: after a reboot the volume is open and mounted because node2's Tang answered;
+    node1's first reboot, so verify then proves what a reboot must bring back on Debian 12 too."""
     node_ssh(inventory, "node1", "echo survives > /srv/mlops/tang-marker.txt && sync")
     reboot(inventory, "node1")
     wait_for(inventory, "node1", "mountpoint -q /srv/mlops", "the volume mounted through Tang")
@@ -433,6 +441,9 @@ def test_tang_unlocks_the_volume_at_boot(inventory, tang):
     journal = node_ssh(inventory, "node1", "journalctl -b -u clevis-luks-askpass.service --no-pager").stdout
     assert "Unlocked /dev/disk/by-uuid/" in journal, journal
     assert node_ssh(inventory, "node1", "ls -A /etc/mlops-provision/luks-keys").stdout == ""
+    passed = _verify(inventory, ["node1"])
+    for check in (*AFTER_REBOOT, "bound to the inventory's Tang servers, and they unlock each volume"):
+        assert ("node1", check) in passed, check
 
 
 def test_tang_down_at_boot_then_up_opens_from_the_escrow(inventory, tang):

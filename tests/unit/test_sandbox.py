@@ -10,6 +10,7 @@ import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
+from mlops_provision.sandbox import image
 from mlops_provision.sandbox.core import (
     InventoryLoader,
     Node,
@@ -302,3 +303,22 @@ def test_ssh_waits_as_long_as_the_kind_needs(tmp_path: Path, kind: str, seconds:
     hostvars = load(box.inventory, vault_password_file=sandbox_vault_password(box.inventory)).hostvars("node1")
     assert hostvars["ansible_timeout"] == seconds
     assert f"ConnectTimeout={seconds}" in box.backend(kind).ssh(node, box.key)
+
+
+def test_the_vm_disk_holds_the_host_cas_as_the_base_role_installs_them(tmp_path: Path, monkeypatch) -> None:
+    """This machine's CA certificates (the sandbox inventory's base_extra_ca_certificates) land in
+    the base role's own directory, named and moded as its copy task makes them, and the trust store
+    is rebuilt in the chroot: the role's copy then changes nothing, so its handler does not run."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(image, "HOST_CA_GLOB", str(host / "*.crt"))
+    ran = []
+    monkeypatch.setattr(image, "_run", lambda cmd, log, **kw: ran.append(cmd))
+    root = tmp_path / "root"
+    image._install_host_ca_certificates(root, print)
+    role = yaml.safe_load((Path(__file__).resolve().parents[2] / "roles/base/vars/Debian.yml").read_text())
+    installed = root / role["base_os_ca_dir"].lstrip("/") / "proxy.crt"
+    assert installed.read_text() == (host / "proxy.crt").read_text()
+    assert installed.stat().st_mode & 0o777 == 0o644
+    assert ran == [["chroot", str(root), "update-ca-certificates"]]

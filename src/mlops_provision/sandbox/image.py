@@ -4,11 +4,16 @@ rebuilt when its recipe changes.
 The same rootfs becomes a podman image (systemd containers) and a qcow2 base disk plus
 kernel/initrd (QEMU VMs). The VM disk also holds the Debian packages of the layers a VM converges
 (``VM_PACKAGES``), installed natively at build time: under TCG, dpkg is most of a VM's converge.
-Containers keep the bare rootfs, so every install the roles make is proven there.
+It keeps apt's package lists of that install and the package cache built from them (fresh when
+the image is new, as in a CI run: the base role's `apt-get update` then waits for them to age,
+``base_apt_cache_valid_time``), and this
+machine's CA certificates where the base role installs them (``HOST_CA_GLOB``), the trust store
+rebuilt natively. Containers keep the bare rootfs, so every install the roles make is proven there.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -20,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlops_provision.paths import cache_dir
+import yaml
+
+from mlops_provision.paths import cache_dir, roles_dir
 from mlops_provision.releases import CURRENT, RELEASES
 
 FILES = Path(__file__).resolve().parent / "files"
@@ -48,6 +55,9 @@ VM_PACKAGES = [
 ]
 #: Release differences: Debian 13 ships systemd-cryptsetup apart from systemd.
 VM_PACKAGES_BY_RELEASE = {"13": ["systemd-cryptsetup"]}
+#: This machine's own CA certificates (a TLS-inspecting egress proxy's, say): the sandbox inventory's
+#: ``base_extra_ca_certificates``, so that the nodes reach PyPI through such a proxy.
+HOST_CA_GLOB = "/usr/local/share/ca-certificates/*.crt"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 ROOT_DISK_SIZE = "6G"
 
@@ -189,7 +199,9 @@ def vm_packages(release: str) -> tuple[list[str], list[str]]:
 
 def _install_vm_packages(root: Path, release: str, log: Log) -> None:
     """Install ``vm_packages`` into the copy of the rootfs at ``root`` (chroot, natively). No
-    service starts (policy-rc.d), and the image's apt state is left as ensure_rootfs left it."""
+    service starts (policy-rc.d). apt's lists stay, and the package cache built from them: under
+    TCG an `apt-get update` takes a minute or more (the base role runs it once the lists are older
+    than its cache_valid_time), and so does building the cache (the first apt task would)."""
     with_recommends, without = vm_packages(release)
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
@@ -200,13 +212,35 @@ def _install_vm_packages(root: Path, release: str, log: Log) -> None:
     install = "apt-get install -y -qq -o Dpkg::Options::=--force-confold"
     script = (f"apt-get update -qq && {install} {' '.join(with_recommends)} >/dev/null"
               f" && {install} --no-install-recommends {' '.join(without)} >/dev/null"
-              " && apt-get clean && rm -rf /var/lib/apt/lists/* && mkdir -p /var/lib/apt/lists/partial"
-              " && touch -d @0 /var/lib/apt/lists")
+              " && apt-get clean && apt-cache gencaches >/dev/null")
     try:
         _run(["chroot", str(root), "sh", "-c", script], log, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     finally:
         policy.unlink()
         resolv.write_text(own_resolv)
+
+
+def base_role_ca_dir() -> str:
+    """Where the base role installs the site's extra CA certificates (its ``base_os_ca_dir``)."""
+    return yaml.safe_load((roles_dir() / "base" / "vars" / "Debian.yml").read_text())["base_os_ca_dir"]
+
+
+def _install_host_ca_certificates(root: Path, log: Log) -> None:
+    """This machine's CA certificates (``HOST_CA_GLOB``, the sandbox inventory's
+    ``base_extra_ca_certificates``) on the VM disk where and as the base role installs them (root,
+    0644, in ``base_os_ca_dir``), and the trust store rebuilt natively: under TCG
+    update-ca-certificates forks hundreds of processes (37 s on an idle VM, 80 s with both VMs
+    converging). The role's copy then finds them in place and its handler has nothing to do; a
+    certificate changed since the build is replaced by the role, as on any node."""
+    certs = sorted(glob.glob(HOST_CA_GLOB))
+    if not certs:
+        return
+    dest = root / base_role_ca_dir().lstrip("/")
+    dest.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for cert in certs:
+        shutil.copyfile(cert, dest / Path(cert).name)
+        (dest / Path(cert).name).chmod(0o644)
+    _run(["chroot", str(root), "update-ca-certificates"], log, stdout=subprocess.DEVNULL)
 
 
 def ensure_vm_image(image: Image, log: Log = print) -> Image:
@@ -225,6 +259,7 @@ def ensure_vm_image(image: Image, log: Log = print) -> Image:
     _run(["cp", "-a", str(rootfs), str(vmroot)], log)
     log("installing the kernel-side layers' packages on the VM disk (natively, not under emulation)")
     _install_vm_packages(vmroot, release_of(image.recipe.suite), log)
+    _install_host_ca_certificates(vmroot, log)
     raw = image.root / "base.raw"
     _run(["mkfs.ext4", "-q", "-F", "-L", "mlops-root", "-d", str(vmroot), str(raw),
           image.recipe.disk_size], log)

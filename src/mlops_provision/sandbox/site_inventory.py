@@ -12,14 +12,13 @@ from pathlib import Path
 
 import yaml
 
-from mlops_provision.sandbox.image import host_debian_mirror
+from mlops_provision.sandbox.image import HOST_CA_GLOB, host_debian_mirror
 from mlops_provision.sandbox.model import State
 from mlops_provision.site.roles import platform_groups  # the groups the playbooks name
 from mlops_provision.site.rules import GROUP_SECRETS  # the one definition (validate uses it)
 
 #: The sandbox's ansible-vault password file, next to its inventory.
 VAULT_PASSWORD = "vault-password"
-HOST_CA_GLOB = "/usr/local/share/ca-certificates/*.crt"
 #: Where the sandbox's Alertmanager sends alerts: a port on the monitoring server's loopback.
 SANDBOX_ALERT_WEBHOOK = "http://127.0.0.1:9099/alerts"
 

@@ -322,3 +322,31 @@ def test_the_vm_disk_holds_the_host_cas_as_the_base_role_installs_them(tmp_path:
     assert installed.read_text() == (host / "proxy.crt").read_text()
     assert installed.stat().st_mode & 0o777 == 0o644
     assert ran == [["chroot", str(root), "update-ca-certificates"]]
+
+
+def test_a_vm_boots_the_kernel_options_its_inventory_gives_the_roles(tmp_path: Path, monkeypatch) -> None:
+    """QEMU passes the audit and hardening kernel options that the VM sandbox's inventory gives the
+    roles (read as Ansible reads it): the role's default list, less page-table isolation only."""
+    from mlops_provision.sandbox import vms
+
+    box = Sandbox(tmp_path)
+    box.dir.mkdir(parents=True)
+    node = Node(name="node1", ssh_port=2201, address="10.213.8.11", groups=node_groups(1), ports={})
+    state = State(kind="vm", image="test", release="13", nodes=[node])
+    box.write_inventory(state)
+    hostvars = load(box.inventory, vault_password_file=sandbox_vault_password(box.inventory)).hostvars("node1")
+    roles = Path(__file__).resolve().parents[2] / "roles"
+    defaults = yaml.safe_load((roles / "os_hardening/defaults/main.yml").read_text())
+    audit = yaml.safe_load((roles / "audit/defaults/main.yml").read_text())["audit_kernel_args"]
+    wanted = defaults["os_hardening_kernel_cmdline"]
+    assert "pti=on" in wanted
+    assert hostvars["os_hardening_kernel_cmdline"] == [a for a in wanted if a != "pti=on"]
+    started: list[list[str]] = []
+    monkeypatch.setattr(vms, "_run", lambda cmd, what, **kw: started.append([str(c) for c in cmd]))
+    monkeypatch.setattr(vms.VmBackend, "_ensure_switch", lambda self: tmp_path / "vde.ctl")
+    box._ensure_key()
+    box.backend("vm").start(state, {"13": image.image_for(release="13")})
+    qemu = next(cmd for cmd in started if cmd[0] == "qemu-system-x86_64")
+    booted = qemu[qemu.index("-append") + 1].split()
+    assert booted[-len(hostvars["os_hardening_kernel_cmdline"]):] == hostvars["os_hardening_kernel_cmdline"]
+    assert set(audit) <= set(booted) and "pti=on" not in booted

@@ -86,6 +86,15 @@ def test_apt_proxy(host, node):
         assert not conf.exists, f"{conf.path} exists but base_apt_proxy is empty"
 
 
+def test_apt_stamps_index_updates(host, node):
+    """apt stamps each successful index update, so that cache_valid_time holds between runs (the
+    stamp itself appears at the first update after the hook: a node whose index was fresh has none yet)"""
+    hook = host.file(node["base_os_apt_update_stamp_conf"])
+    assert hook.exists, f"{hook.path} is missing"
+    command = f'Post-Invoke-Success {{"touch {node["base_os_apt_update_stamp"]}'
+    assert command in hook.content_string, hook.content_string
+
+
 def test_apt_mirror(host, node):
     """apt uses the site mirror"""
     if not node["base_apt_mirror"]:

@@ -11,7 +11,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
+from mlops_provision import paths
 from mlops_provision.sandbox.containers import container_name
 from mlops_provision.sandbox.core import Sandbox, VaultText, free_port
 from tests.conftest import mp
@@ -67,8 +69,9 @@ def test_second_up_changes_nothing(noop_up, inventory):
     assert changed == dict.fromkeys(NODES, 0)
     # apt stamped the fresh converge's index update (the base role's hook), and the second run,
     # within base_apt_cache_valid_time of it, read the stamp and refreshed no index.
+    base_vars = yaml.safe_load((paths.roles_dir() / "base" / "vars" / "Debian.yml").read_text())
     for node in NODES:
-        node_ssh(inventory, node, "test -f /var/lib/apt/periodic/update-success-stamp")
+        node_ssh(inventory, node, f"test -f {base_vars['base_os_apt_update_stamp']}")
     refreshed = {}
     for path in (Path(noop_up["run_dir"]) / "artifacts").rglob("job_events/*.json"):
         data = json.loads(path.read_text()).get("event_data", {})

@@ -32,9 +32,7 @@ DATA_DISK_DEVICE = "/dev/disk/by-id/virtio-mlops-data"
 #: less TCG_LEFT_OUT. The VM sandbox's inventory sets os_hardening_kernel_cmdline to the same
 #: list, so that the roles write and verify checks what the VM boots.
 #: Left out: page-table isolation switches page tables at every system call and interrupt, and
-#: under TCG every switch flushes QEMU's software TLB. Measured on an idle Debian 13 VM: system
-#: calls 11x slower with it; a fresh converge of the VM's layers 226 s instead of 205 s, a no-op
-#: one 145 s instead of 117 s.
+#: under TCG every switch flushes QEMU's software TLB (measured: docs/sandbox.md).
 TCG_LEFT_OUT = ("pti=on",)
 
 

@@ -22,10 +22,16 @@ from pathlib import Path
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def machine_busy() -> float:
-    """CPU seconds the whole machine spent busy since boot (all but idle and iowait)."""
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (busy: all but idle and iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / HZ
+    total = sum(fields[:8])
+    return (total - fields[3] - fields[4]) / HZ, total / HZ
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy since boot."""
+    return machine_cpu()[0]
 
 
 def _cgroup_cpu(pid: int) -> float:

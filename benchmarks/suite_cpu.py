@@ -22,15 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-HZ = os.sysconf("SC_CLK_TCK")
+from cpu_split import HZ, machine_cpu  # this directory: the machine's busy and total CPU seconds
+
 WINDOW_S = 300
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(fields[:8])
-    return (total - fields[3] - fields[4]) / HZ, total / HZ
 
 
 def qemu_cpu() -> dict[int, float]:
@@ -57,7 +51,7 @@ def main(argv: list[str]) -> int:
         parser.error("give the command after --")
 
     t0 = time.monotonic()
-    samples = [(0.0, *machine_busy())]
+    samples = [(0.0, *machine_cpu())]
     qemu_before = qemu_cpu()  # VMs already running count only with what they do from now on
     qemu_last = dict(qemu_before)
     proc = subprocess.Popen(command)
@@ -66,7 +60,7 @@ def main(argv: list[str]) -> int:
             rc = proc.wait(timeout=args.every)
         except subprocess.TimeoutExpired:
             rc = None
-        samples.append((time.monotonic() - t0, *machine_busy()))
+        samples.append((time.monotonic() - t0, *machine_cpu()))
         qemu_last.update(qemu_cpu())
         if rc is not None:
             break
@@ -76,9 +70,9 @@ def main(argv: list[str]) -> int:
     qemu = sum(cpu - qemu_before.get(pid, 0.0) for pid, cpu in qemu_last.items())
     print(f"command exit {rc}: {' '.join(command)}")
     print(f"wall {wall:.0f} s; the machine busy {busy:.0f} CPU-s of {available:.0f} "
-          f"({100 * busy / available:.0f} %, {os.cpu_count()} cores)")
+          f"({100 * busy / max(available, 1e-9):.0f} %, {os.cpu_count()} cores)")
     print(f"  QEMU VMs ({len(set(qemu_last) - set(qemu_before))} started during the run): {qemu:.0f} CPU-s "
-          f"({100 * qemu / busy:.0f} % of the busy time)")
+          f"({100 * qemu / max(busy, 1e-9):.0f} % of the busy time)")
     print("busy share per 5-minute window (minutes from the start):")
     start = samples[0]
     for sample in samples[1:]:

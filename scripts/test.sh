@@ -53,7 +53,7 @@ vms() {
 unit() {  # lint, then the unit tests even when lint failed (both verdicts in one run)
   local rc=0
   stage "unit lane: lint"
-  ruff check src tests benchmarks library lint playbooks/action_plugins || rc=1
+  ruff check src tests benchmarks library lint playbooks/action_plugins playbooks/callback_plugins || rc=1
   yamllint -s . || rc=1
   ansible-lint --profile production --offline -q || rc=1
   stage "unit lane: pytest (unit tests)"

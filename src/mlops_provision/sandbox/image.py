@@ -38,8 +38,12 @@ SUITE = RELEASES[DEFAULT_RELEASE]
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "udev", "kmod", "e2fsprogs",
     "python3", "python3-apt", "sudo", "ca-certificates", "iproute2",
-    "openssh-server", "procps", "linux-image-amd64",
+    "openssh-server", "procps",
 ]
+#: The kernel, installed after debootstrap from the release's current sources (security fixes
+#: included; files/post-debootstrap.sh): one kernel and one initramfs build, not the release's
+#: first kernel replaced by its update.
+KERNEL_PACKAGE = "linux-image-amd64"
 #: The Debian packages the kernel-side layers install (base; hardening with its audit, firewall and
 #: volume roles; containerd; node-exporter with the IPMI exporter: tests/integration/test_vm.py's
 #: converge), preinstalled on the VM disk. Under TCG the install tasks were 647 of a Debian 13 VM
@@ -82,6 +86,7 @@ class Recipe:
     mirror: str = field(default_factory=host_debian_mirror)
     suite: str = SUITE
     packages: list[str] = field(default_factory=lambda: list(PACKAGES))
+    kernel: str = KERNEL_PACKAGE
     disk_size: str = ROOT_DISK_SIZE
 
     def digest(self) -> str:
@@ -162,7 +167,7 @@ def ensure_rootfs(image: Image, log: Log = print) -> Path:
     shutil.copy(FILES / "mlops-seed.service", tmp / "etc/systemd/system/mlops-seed.service")
     shutil.copy(FILES / "10-eth0.network", tmp / "etc/systemd/network/10-eth0.network")
     shutil.copy(FILES / "post-debootstrap.sh", tmp / "tmp/post-debootstrap.sh")
-    _run(["chroot", str(tmp), "sh", "/tmp/post-debootstrap.sh", r.mirror, r.suite], log)
+    _run(["chroot", str(tmp), "sh", "/tmp/post-debootstrap.sh", r.mirror, r.suite, r.kernel], log)
     (tmp / "tmp/post-debootstrap.sh").unlink()
     shutil.rmtree(image.rootfs, ignore_errors=True)
     tmp.rename(image.rootfs)

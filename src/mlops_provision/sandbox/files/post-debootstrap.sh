@@ -1,7 +1,8 @@
 #!/bin/sh
-# Runs inside the fresh debootstrap rootfs (chroot). $1: Debian mirror, $2: suite.
+# Runs inside the fresh debootstrap rootfs (chroot). $1: Debian mirror, $2: suite, $3: the kernel
+# package.
 set -eu
-mirror="$1"; suite="$2"
+mirror="$1"; suite="$2"; kernel="$3"
 security="$(echo "$mirror" | sed 's#/debian/*$#/debian-security#')"
 cat > /etc/apt/sources.list <<SRC
 deb $mirror $suite main contrib non-free non-free-firmware
@@ -9,21 +10,16 @@ deb $mirror $suite-updates main contrib non-free non-free-firmware
 deb $security $suite-security main contrib non-free non-free-firmware
 SRC
 # Current packages (security fixes included) from the start, the way the base role upgrades
-# (new packages allowed: a kernel security update is a new linux-image-* package). Otherwise
-# the base role installs that kernel on every test host and builds its initramfs, which costs
-# 10+ minutes under TCG (measured: 10.5 min on a VM, 2026-11-28).
+# (new packages allowed). Otherwise the base role installs a kernel security update on every
+# test host and builds its initramfs, which costs 10+ minutes under TCG (measured: 10.5 min on
+# a VM, 2026-11-28). The kernel comes from these sources too, so a node has one kernel, as
+# installed (the one sandbox VMs boot; the GPU layer's DKMS compiles its module once), and its
+# initramfs is built once.
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Options::=--force-confold \
     upgrade --with-new-pkgs >/dev/null
-# The upgrade leaves the release's kernel next to the security update's; a node as installed
-# has one kernel. Keep the newest only (the one sandbox VMs boot): otherwise the GPU layer's
-# DKMS compiles the NVIDIA module a second time, for a kernel no test host runs.
-old_kernels=$(dpkg-query -W -f '${Package} ${db:Status-Status}\n' 'linux-image-[0-9]*' \
-    | awk '$2 == "installed" {print $1}' | sort -V | head -n -1)
-if [ -n "$old_kernels" ]; then
-    # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get -y -qq purge $old_kernels >/dev/null
-fi
+DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Options::=--force-confold \
+    install "$kernel" >/dev/null
 echo mlops-node > /etc/hostname
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
 # QEMU user-mode DNS; containers get podman's resolv.conf bind-mounted over it.

@@ -39,6 +39,44 @@ def mp(*args: str | Path, timeout: int = 900, env: dict | None = None) -> Result
     return Result(proc.returncode, proc.stdout, proc.stderr, seconds)
 
 
+class Started:
+    """`mlops-provision ARGS` started in the background (``mp_start``); ``wait()`` gives its Result.
+    Its output goes to files, so that a long run never blocks on a full pipe."""
+
+    def __init__(self, args: tuple, timeout: int, env: dict | None):
+        import tempfile
+
+        self.args, self.timeout = [str(a) for a in args], timeout
+        # Open for as long as the command runs; closed by wait().
+        self._out, self._err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._t0 = time.monotonic()
+        self._proc = subprocess.Popen([*CLI, *self.args], stdout=self._out, stderr=self._err, text=True, cwd=ROOT,
+                                      env={**os.environ, **(env or {})})
+        self._result: Result | None = None
+
+    def wait(self) -> Result:
+        if self._result is None:
+            try:
+                rc = self._proc.wait(timeout=max(1.0, self.timeout - (time.monotonic() - self._t0)))
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                raise
+            seconds = time.monotonic() - self._t0
+            self._out.seek(0)
+            self._err.seek(0)
+            self._result = Result(rc, self._out.read(), self._err.read(), seconds)
+            self._out.close()
+            self._err.close()
+            sys.stderr.write(f"\n[wall] mlops-provision {' '.join(self.args)} (in the background): "
+                             f"{seconds:.1f}s rc={rc}\n")
+        return self._result
+
+
+def mp_start(*args: str | Path, timeout: int = 900, env: dict | None = None) -> Started:
+    """Start `mlops-provision ARGS` and return at once; ``.wait()`` gives what ``mp`` returns."""
+    return Started(args, timeout, env)
+
+
 @pytest.fixture
 def cli():
     return mp

@@ -7,8 +7,10 @@ inventory's own settings (``converged_containers``: the upgrade to ``MLFLOW_NEW`
 module reads these hosts; only one container sandbox can be up on a machine anyway (they share a
 podman network). Modules run in the order of ``MODULE_ORDER``: test_sandbox first (its own
 one-node sandboxes, before the shared one exists), test_mlflow (it logs the run
-the upgrade must keep), then test_containers, then any other container reader (e.g. test_gpu),
-then test_init_site (it takes node1 over for a site made by init), then the VM modules. A test
+the upgrade must keep), then test_containers, then any other container reader (e.g. test_drift),
+then the upgrade of node1 and node2 to Debian 13 with the GPU layer's first converge on node3
+beside it, test_gpu, and test_init_site (it takes node1 over for a site made by init), then the
+VM modules. A test
 that breaks a shared host (stops a service, drops a database) restores it and proves it restored
 (`up` changed=0 or `verify` passing) before the next reader runs.
 
@@ -16,6 +18,7 @@ VM kind: test_vm brings up its own two VMs (module scope) and converges node1 on
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,15 +28,17 @@ import yaml
 
 from mlops_provision.sandbox import Sandbox, missing_host_packages
 from mlops_provision.sandbox.core import VAULT_PASSWORD, InventoryDumper, InventoryLoader
-from tests.conftest import mp
+from tests.conftest import Started, mp, mp_start
 
 MLFLOW_OLD, MLFLOW_NEW = "3.17.1", "3.17.2"
 # Modules that read the shared container sandbox, in the order they must run; other integration
 # modules follow them, the VM modules (their own hosts, minutes per converge) run last.
 MODULE_ORDER = ("test_sandbox", "test_mlflow", "test_containers", "test_monitoring")
 # After every other reader, in this order: test_upgrade_to_debian13 upgrades two of the shared
-# sandbox's nodes to Debian 13 in place; test_init_site then takes node1 over for good.
-AFTER_READERS = ("test_upgrade_to_debian13", "test_init_site")
+# sandbox's nodes to Debian 13 in place while the GPU layer's first converge runs on node3
+# (gpu_first_converge); test_gpu then reads and repairs node3; test_init_site then takes node1
+# over for good.
+AFTER_READERS = ("test_upgrade_to_debian13", "test_gpu", "test_init_site")
 LAST = ("test_vm",)
 
 
@@ -202,6 +207,49 @@ def alert_receiver(converged_containers, container_inventory) -> str:
              f"rm -f {ALERTS_FILE}; systemd-run --unit mlops-test-alert-receiver --collect "
              f"/usr/bin/python3 /usr/local/lib/mlops-test-alert-receiver.py {port} {ALERTS_FILE}")
     return "node1"
+
+
+# --------------------------------------------------------------------------- the GPU layer's node
+
+#: The shared sandbox's node that joins gpu_workers (test_gpu; test_upgrade_to_debian13 keeps it
+#: on Debian 12).
+GPU_NODE = "node3"
+# nvidia-cuda-toolkit from Debian is a 1.6 GB download, ~4.5 GB installed: left out unless
+# MLOPS_GPU_CUDA=1 (then the cuda role runs and its checks are selected).
+WITH_CUDA = os.environ.get("MLOPS_GPU_CUDA", "0") == "1"
+
+
+@pytest.fixture(scope="session")
+def gpu_inventory(container_inventory):
+    """The sandbox inventory with node3 also in gpu_workers. In the suite the nodes are already
+    converged; alone, `up` brings node3's base layer first."""
+    def join_gpu_workers(data):
+        data["all"]["children"]["gpu_workers"] = {"hosts": {GPU_NODE: None}, "vars": {
+            "nvidia_driver_source": "debian",
+            "nvidia_driver_without_device": "install",  # no GPU in a container
+            "cuda_source": "debian", "cuda_toolkits": ["11.8"], "cuda_default": "11.8",
+            "containerd_nvidia_runtime": False,  # nvidia-container-toolkit: not reachable here
+        }}
+
+    return variant(container_inventory, "gpu", join_gpu_workers)
+
+
+def gpu_up_args(inventory: Path, *extra: str) -> list:
+    """`up` of the GPU layer on GPU_NODE. The hardening layer too: its checks run on the GPU node
+    (the NVIDIA packages' files in /etc/modprobe.d are the distribution's, not strangers); in the
+    suite it is a no-op."""
+    tags = "base,hardening,containerd,nvidia_driver" + (",cuda" if WITH_CUDA else "")
+    return ["up", "-i", inventory, "--tags", tags, "--limit", GPU_NODE, "--output", "json",
+            "--vault-password-file", vault_password(inventory), *extra]
+
+
+@pytest.fixture(scope="session")
+def gpu_first_converge(gpu_inventory) -> Started:
+    """The GPU layer's first converge on GPU_NODE (DKMS builds the module: minutes), started in
+    the background when first asked for: test_upgrade_to_debian13 asks for it before it upgrades
+    node1 and node2 (other hosts; both mostly dpkg and compilers, so the two overlap on the
+    machine's cores), test_gpu waits for it."""
+    return mp_start(*gpu_up_args(gpu_inventory), timeout=2400)
 
 
 def received_alerts(inventory: Path, node: str) -> list[dict]:

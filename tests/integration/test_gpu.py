@@ -5,12 +5,12 @@ containerd). There is no GPU: the inventory allows installing without a device, 
 checks skip with their reason, and the NVIDIA container toolkit (not in Debian, NVIDIA's
 repository unreachable) is not installed: its runtime stays unverified here.
 
-Runs after test_containers (MODULE_ORDER); the other nodes are only read (facts)."""
+Runs after test_upgrade_to_debian13 (AFTER_READERS in conftest.py), whose upgrade of node1 and
+node2 the first converge ran beside; the other nodes are only read (facts)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,46 +20,25 @@ from mlops_provision.checks import test_nvidia_driver as nd_checks
 from mlops_provision.records import events
 from tests.conftest import mp
 from tests.integration.conftest import (
+    GPU_NODE,
+    WITH_CUDA,
     assert_check_predicted,
     by_host,
     changed_by_host,
+    gpu_up_args,
     node_ssh,
-    variant,
     vault_password,
 )
 
 pytestmark = pytest.mark.integration
-GPU_NODE = "node3"
 THIRD_PARTY = "/etc/containerd/conf.d/50-third-party.toml"
 # A tool's own drop-in (another plugin table): it must survive our re-runs byte for byte, and
 # the merge must keep both its setting and ours.
 THIRD_PARTY_TOML = 'version = 2\n[plugins."io.containerd.internal.v1.opt"]\n  path = "/opt/third-party-tool"\n'
-# nvidia-cuda-toolkit from Debian is a 1.6 GB download, ~4.5 GB installed: left out unless
-# MLOPS_GPU_CUDA=1 (then the cuda role runs and its checks are selected).
-WITH_CUDA = os.environ.get("MLOPS_GPU_CUDA", "0") == "1"
-
-
-@pytest.fixture(scope="module")
-def gpu_inventory(container_inventory):
-    """The sandbox inventory with node3 also in gpu_workers. In the suite the nodes are already
-    converged (test_containers ran first); alone, `up` brings node3's base layer first."""
-    def join_gpu_workers(data):
-        data["all"]["children"]["gpu_workers"] = {"hosts": {GPU_NODE: None}, "vars": {
-            "nvidia_driver_source": "debian",
-            "nvidia_driver_without_device": "install",  # no GPU in a container
-            "cuda_source": "debian", "cuda_toolkits": ["11.8"], "cuda_default": "11.8",
-            "containerd_nvidia_runtime": False,  # nvidia-container-toolkit: not reachable here
-        }}
-
-    return variant(container_inventory, "gpu", join_gpu_workers)
 
 
 def _up(inv, *extra, timeout=900):
-    # The hardening layer too: its checks run on the GPU node below (the NVIDIA packages' files
-    # in /etc/modprobe.d are the distribution's, not strangers). In the suite it is a no-op.
-    tags = "base,hardening,containerd,nvidia_driver" + (",cuda" if WITH_CUDA else "")
-    return mp("up", "-i", inv, "--tags", tags, "--limit", GPU_NODE, "--output", "json",
-              "--vault-password-file", vault_password(inv), *extra, timeout=timeout)
+    return mp(*gpu_up_args(inv, *extra), timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +58,10 @@ def changed_tasks(summary: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def gpu_up(gpu_inventory) -> dict:
-    """The first converge of the GPU layer on node3 (DKMS builds the module: minutes)."""
-    res = _up(gpu_inventory, timeout=2400)
+def gpu_up(gpu_first_converge) -> dict:
+    """The first converge of the GPU layer on node3 (conftest.gpu_first_converge: in the suite it
+    ran beside test_upgrade_to_debian13's upgrade of node1 and node2)."""
+    res = gpu_first_converge.wait()
     assert res.rc == 0, res.stdout[-4000:] + res.stderr[-3000:]
     summary = res.json()
     summary["wall_s"] = res.seconds

@@ -9,8 +9,9 @@ every node. MLflow's runs, parameters, metrics, tags and artifact bytes read thr
 are what they were, and third-party auditors (testssl.sh, ssh-audit) find nothing on Debian 13.
 
 A fresh Debian 13 node (no upgrade) is proven by Molecule (molecule/default: the Debian 13
-image). Runs after every reader of the Debian 12 hosts and before test_init_site (which then
-takes the upgraded node1 over): AFTER_READERS in conftest.py."""
+image). Runs after every reader of the Debian 12 hosts, before test_gpu (node3, converged beside
+the upgrade) and test_init_site (which then takes the upgraded node1 over): AFTER_READERS in
+conftest.py."""
 
 from __future__ import annotations
 
@@ -71,8 +72,12 @@ def before(inventory, client, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def upgraded(inventory, before) -> dict:
-    """The operator's steps (docs/upgrade.md), then `up`; its JSON summary."""
+def upgraded(inventory, before, request) -> dict:
+    """The operator's steps (docs/upgrade.md), then `up`; its JSON summary. When test_gpu runs in
+    this session, the GPU layer's first converge on node3 (conftest.gpu_first_converge) runs
+    beside them (another host) and is over before the tests below read the whole site."""
+    gpu = (request.getfixturevalue("gpu_first_converge")
+           if any(item.path.stem == "test_gpu" for item in request.session.items) else None)
     res = mp("mlflow", "backup", "-i", inventory, timeout=900)
     assert res.rc == 0, res.stdout[-2000:] + res.stderr[-2000:]
     box = Sandbox(inventory.parent.parent.parent)
@@ -86,6 +91,8 @@ def upgraded(inventory, before) -> dict:
     box.wait_for_ssh(box.state())
     res = mp("up", "-i", inventory, "--limit", ",".join(UPGRADED), "--output", "json", timeout=1800)
     assert res.rc == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    if gpu is not None:
+        gpu.wait()  # its verdict is test_gpu's
     return res.json()
 
 

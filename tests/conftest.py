@@ -31,17 +31,13 @@ class Result:
 
 def mp(*args: str | Path, timeout: int = 900, env: dict | None = None) -> Result:
     """Run `mlops-provision ARGS` and report its wall time (shown with pytest -s / -rA)."""
-    t0 = time.monotonic()
-    proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env={**os.environ, **(env or {})})
-    seconds = time.monotonic() - t0
-    sys.stderr.write(f"\n[wall] mlops-provision {' '.join(map(str, args))}: {seconds:.1f}s rc={proc.returncode}\n")
-    return Result(proc.returncode, proc.stdout, proc.stderr, seconds)
+    return mp_start(*args, timeout=timeout, env=env).wait()
 
 
 class Started:
-    """`mlops-provision ARGS` started in the background (``mp_start``); ``wait()`` gives its Result.
-    Its output goes to files, so that a long run never blocks on a full pipe."""
+    """`mlops-provision ARGS`, started (``mp_start``); ``wait()`` gives its Result and reports its
+    wall time. Its output goes to files, so that a long run in the background never blocks on a
+    full pipe."""
 
     def __init__(self, args: tuple, timeout: int, env: dict | None):
         import tempfile
@@ -57,9 +53,10 @@ class Started:
     def wait(self) -> Result:
         if self._result is None:
             try:
-                rc = self._proc.wait(timeout=max(1.0, self.timeout - (time.monotonic() - self._t0)))
+                rc = self._proc.wait(timeout=max(0.0, self.timeout - (time.monotonic() - self._t0)))
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait()
                 raise
             seconds = time.monotonic() - self._t0
             self._out.seek(0)
@@ -67,8 +64,7 @@ class Started:
             self._result = Result(rc, self._out.read(), self._err.read(), seconds)
             self._out.close()
             self._err.close()
-            sys.stderr.write(f"\n[wall] mlops-provision {' '.join(self.args)} (in the background): "
-                             f"{seconds:.1f}s rc={rc}\n")
+            sys.stderr.write(f"\n[wall] mlops-provision {' '.join(self.args)}: {seconds:.1f}s rc={rc}\n")
         return self._result
 
 

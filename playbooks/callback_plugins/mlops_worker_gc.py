@@ -27,18 +27,18 @@ description:
   - Changes no task, result or output.
 """
 
-#: The process that registered the hook (a forked child inherits the registration).
-_registered_in: int | None = None
+#: Whether the hook is registered (a forked child inherits the registration, and this flag).
+_registered = False
 
 
 def register() -> bool:
     """Freeze the inherited objects in every child this process forks from now on; once per
     process. Returns whether this call registered it."""
-    global _registered_in
-    if _registered_in is not None:
+    global _registered
+    if _registered:
         return False
     os.register_at_fork(after_in_child=gc.freeze)
-    _registered_in = os.getpid()
+    _registered = True
     return True
 
 
